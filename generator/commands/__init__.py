@@ -1,0 +1,1 @@
+"""One module per ``shopsim`` subcommand (see ``generator/cli.py`` for the protocol)."""

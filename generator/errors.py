@@ -1,0 +1,72 @@
+"""The exception tree of shopsim.
+
+::
+
+    ShopsimError                 every error a user can cause or meet; the CLI prints it and exits 2
+    ├── ScenarioError            a scenario file is invalid; carries every problem found (file:line:col)
+    ├── DeliveryError            events could not be delivered as configured (bad target, bad credentials file)
+    ├── TargetError              the target refused to be used (non-loopback without --target, production host)
+    └── CheckFailed              the final verdict of a run was "fail" (exit 1, not 2)
+
+Input errors say what to fix. Check findings are values in a CheckResult, not exceptions;
+``CheckFailed`` only carries the verdict. Exceptions never carry credentials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ShopsimError(Exception):
+    """Root of every error shopsim raises on purpose."""
+
+    exit_code: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a scenario, located as precisely as the input allows."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    hint: str = ""
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        key = f" {self.path}:" if self.path else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}:{key} {self.message}{hint}"
+
+
+class ScenarioError(ShopsimError):
+    """A scenario file (or a value given on the command line for it) is invalid."""
+
+    def __init__(self, problems: list[Problem] | Problem | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(file="<input>", line=0, column=0, path="", message=problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        count = len(self.problems)
+        head = "invalid scenario" if count == 1 else f"invalid scenario ({count} problems)"
+        return head + ":\n" + "\n".join("  " + p.render() for p in self.problems)
+
+
+class DeliveryError(ShopsimError):
+    """Events could not be delivered as configured."""
+
+
+class TargetError(ShopsimError):
+    """The target may not be used as given (safety rules, unreachable, bad credentials)."""
+
+
+class CheckFailed(ShopsimError):
+    """The run completed but at least one threshold failed."""
+
+    exit_code = 1

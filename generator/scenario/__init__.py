@@ -1,0 +1,5 @@
+"""Scenario files: the typed model and the YAML loader with file:line errors."""
+
+from generator.scenario.model import Scenario
+
+__all__ = ["Scenario"]
