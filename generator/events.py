@@ -159,3 +159,20 @@ class Observation:
     name: str = ""
     reason: str = ""
     data: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShopperLife:
+    """Everything simulated for shopper k: who they are, how they arrived, what they did.
+
+    ``events`` are in non-decreasing ``timestamp_ms`` order. ``start_ms`` is the arrival time
+    of the shopper (their first event is at or after it); shoppers are yielded in ``start_ms``
+    order, which is what lets the fault stage merge arrivals with a bounded reorder buffer.
+    """
+
+    person: Person
+    start_ms: int
+    journey: str
+    device: str
+    traffic_source: str
+    events: tuple[Event, ...]

@@ -595,6 +595,26 @@ def default_page_properties() -> dict[str, PropertySpec]:
     return {k: PropertySpec.model_validate(v) for k, v in props.items()}
 
 
+PROPERTY_SOURCES = frozenset(
+    {
+        # product (Product Viewed, Added to Cart, page views of a product)
+        "sku", "product_id", "variant_id", "variant_title", "name", "brand", "category", "price", "currency",
+        "product_url", "image_url", "url", "position",
+        # cart and checkout
+        "quantity", "cart_total", "cart_id", "value", "products", "coupon",
+        # order
+        "order_id", "checkout_id", "total", "subtotal", "revenue", "shipping", "tax", "discount",
+        # subscription
+        "subscription_id", "plan", "interval", "reason",
+        # page context
+        "path", "title", "referrer", "search", "query", "utm_source", "utm_medium", "utm_campaign",
+        "utm_content", "utm_term",
+    }
+)  # fmt: skip
+"""Property names the simulator knows how to fill. A tracking plan may only *require* these;
+the loader reports any other required property (with a did-you-mean)."""
+
+
 class TrackingPlan(Frozen):
     """Event names with their required properties and types.
 

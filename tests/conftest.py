@@ -1,0 +1,32 @@
+"""Shared fixtures and guards.
+
+gevent is shopsim's one concurrency model (Locust's). The emulator, the HTTP sender and the
+Locust users are all cooperative, so the test process is monkey-patched *first*, before any
+other import, exactly like a locustfile: blocking clients (urllib, requests, the official
+Customer.io clients) then yield to in-process gevent servers instead of deadlocking.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import random  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_global_rng_use() -> Iterator[None]:
+    """Fail a test whose code under test draws from the global ``random`` or ``np.random`` state.
+
+    shopsim makes RNGs only in ``generator/simulate/seeding.py``; a global draw would make
+    output depend on test order.
+    """
+    py_state = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    yield
+    assert random.getstate() == py_state, "global `random` state changed: use an RNG from seeding.py"
+    new_np = np.random.get_state(legacy=False)
+    assert new_np["state"] == np_state["state"], "global `np.random` state changed: use an RNG from seeding.py"
