@@ -1,0 +1,1 @@
+"""pytest plugin for staging suites (registered as the ``shopsim`` pytest11 entry point)."""
