@@ -29,4 +29,6 @@ def _no_global_rng_use() -> Iterator[None]:
     yield
     assert random.getstate() == py_state, "global `random` state changed: use an RNG from seeding.py"
     new_np = np.random.get_state(legacy=False)
-    assert new_np["state"] == np_state["state"], "global `np.random` state changed: use an RNG from seeding.py"
+    assert new_np["state"]["state"] == np_state["state"]["state"], (
+        "global `np.random` state changed: use an RNG from seeding.py"
+    )
