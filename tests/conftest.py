@@ -29,6 +29,7 @@ def _no_global_rng_use() -> Iterator[None]:
     yield
     assert random.getstate() == py_state, "global `random` state changed: use an RNG from seeding.py"
     new_np = np.random.get_state(legacy=False)
-    assert new_np["state"]["state"] == np_state["state"]["state"], (
-        "global `np.random` state changed: use an RNG from seeding.py"
-    )
+    assert (
+        new_np["state"]["pos"] == np_state["state"]["pos"]
+        and (new_np["state"]["key"] == np_state["state"]["key"]).all()
+    ), "global `np.random` state changed: use an RNG from seeding.py"
