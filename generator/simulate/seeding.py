@@ -29,6 +29,7 @@ class Global(IntEnum):
     ARRIVALS = 101
     CATALOG = 102
     PEOPLE_POOL = 103
+    DELIVERY = 104  # the HTTP sender's retry jitter (never changes output bytes)
 
 
 def fresh_seed() -> int:
