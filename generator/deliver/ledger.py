@@ -1,0 +1,263 @@
+"""The delivery ledger: every planned delivery ends in exactly one state, on disk.
+
+``results/<run-id>/ledger.ndjson`` holds one JSON object per planned delivery, written when its
+fate is known (so lines are in settlement order, not plan order)::
+
+    {"event_id": str,          # the id sent on the wire (Track ``id`` / Pipelines ``messageId``)
+     "truth_id": str,          # the truth event it derives from (differs for new-id double fires)
+     "shopper": int,           # shopper index k
+     "name": str,              # event / page / screen name ("" for identify)
+     "state": "acknowledged" | "rejected" | "dropped_by_fault" | "given_up",
+     "status": int | null,     # last HTTP status; null when never answered (dropped, oversize, no connection)
+     "reason": str,            # "" when acknowledged; 4xx body / 207 item message / why it was given up
+     "attempts": int,          # HTTP attempts made for the request that carried it (0 if never sent)
+     "arrival_ms": int,        # planned arrival, epoch ms UTC (simulated time)
+     "faults": [str, ...]}     # fault tags from the delivery plan
+
+Nothing is lost silently: ``acknowledged + rejected + dropped_by_fault + given_up == planned``
+once the sender is done (:meth:`LedgerCounts.check`). The writer only appends and flushes after
+each settled request, so a run killed half-way still leaves a readable ledger of what was
+decided. Credentials never reach this file: it records ids, statuses and response bodies only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import orjson
+
+from generator.events import Delivery
+
+__all__ = ["Ledger", "LedgerCounts", "LedgerImbalance", "State", "merge_counts", "read_ledger"]
+
+# A response body copied into a reason is cut to this many bytes: enough for an API error
+# message, never a multi-megabyte HTML page per event.
+REASON_LIMIT = 500
+
+
+class State(StrEnum):
+    """The final state of one planned delivery."""
+
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+    DROPPED_BY_FAULT = "dropped_by_fault"
+    GIVEN_UP = "given_up"
+
+
+class LedgerImbalance(RuntimeError):
+    """The ledger does not account for every planned delivery exactly once (a sender bug)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerCounts:
+    """Counts of planned deliveries per final state, plus request-level statistics.
+
+    ``requests`` counts HTTP attempts (including retries), ``retries`` the attempts after the
+    first, ``http_errors`` non-2xx answers and ``connection_errors`` attempts that got no answer.
+    """
+
+    planned: int = 0
+    acknowledged: int = 0
+    rejected: int = 0
+    dropped_by_fault: int = 0
+    given_up: int = 0
+    requests: int = 0
+    retries: int = 0
+    http_errors: int = 0
+    connection_errors: int = 0
+
+    @property
+    def settled(self) -> int:
+        """Deliveries whose final state is known."""
+        return self.acknowledged + self.rejected + self.dropped_by_fault + self.given_up
+
+    @property
+    def pending(self) -> int:
+        """Deliveries planned but not settled yet (in flight or queued)."""
+        return self.planned - self.settled
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was rejected or given up (dropped-by-fault is intended)."""
+        return self.rejected == 0 and self.given_up == 0
+
+    def check(self) -> None:
+        """Raise :class:`LedgerImbalance` unless every planned delivery is settled exactly once."""
+        if self.settled != self.planned:
+            raise LedgerImbalance(
+                f"ledger imbalance: acknowledged {self.acknowledged} + rejected {self.rejected} + "
+                f"dropped_by_fault {self.dropped_by_fault} + given_up {self.given_up} = {self.settled} "
+                f"!= planned {self.planned}"
+            )
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts as a plain dict (for summary.json and tests)."""
+        return {
+            "planned": self.planned,
+            "acknowledged": self.acknowledged,
+            "rejected": self.rejected,
+            "dropped_by_fault": self.dropped_by_fault,
+            "given_up": self.given_up,
+            "requests": self.requests,
+            "retries": self.retries,
+            "http_errors": self.http_errors,
+            "connection_errors": self.connection_errors,
+        }
+
+
+class Ledger:
+    """Accounts for planned deliveries and appends one line per settled delivery.
+
+    Usage: ``token = ledger.plan(delivery)`` when the sender takes a delivery from the plan,
+    then exactly one ``ledger.settle(token, state, ...)``. Settling a token twice, or
+    one never planned, raises :class:`LedgerImbalance`: the invariant is enforced as it happens,
+    not only counted at the end. Only unsettled tokens are held, so memory stays flat.
+
+    ``path=None`` keeps counts only (tests, benchmarks that must not measure disk writes); a
+    ``stream`` may be given instead of a path.
+    """
+
+    def __init__(self, path: Path | None = None, *, stream: IO[bytes] | None = None) -> None:
+        self.path = path
+        self._own_stream = stream is None and path is not None
+        self._out: IO[bytes] | None = path.open("ab") if self._own_stream and path is not None else stream
+        self._open: dict[int, Delivery] = {}
+        self._next = 0
+        self._buffer: list[bytes] = []
+        self._counts = {state: 0 for state in State}
+        self._planned = 0
+        self._requests = 0
+        self._retries = 0
+        self._http_errors = 0
+        self._connection_errors = 0
+
+    # ------------------------------------------------------------------ accounting
+
+    def plan(self, delivery: Delivery) -> int:
+        """Count ``delivery`` as planned and return its token for :meth:`settle`."""
+        token = self._next
+        self._next += 1
+        self._planned += 1
+        self._open[token] = delivery
+        return token
+
+    def settle(
+        self,
+        token: int,
+        state: State,
+        *,
+        status: int | None = None,
+        reason: str = "",
+        attempts: int = 0,
+    ) -> None:
+        """Record the final state of one planned delivery (buffered until :meth:`flush`)."""
+        try:
+            delivery = self._open.pop(token)
+        except KeyError:
+            raise LedgerImbalance(f"delivery token {token} settled twice or never planned") from None
+        self._counts[state] += 1
+        if self._out is None:
+            return
+        event = delivery.event
+        self._buffer.append(
+            orjson.dumps(
+                {
+                    "event_id": event.id,
+                    "truth_id": delivery.truth_id,
+                    "shopper": event.shopper,
+                    "name": event.name,
+                    "state": state.value,
+                    "status": status,
+                    "reason": reason[:REASON_LIMIT],
+                    "attempts": attempts,
+                    "arrival_ms": delivery.arrival_ms,
+                    "faults": delivery.faults,
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
+        )
+
+    def count_attempt(self, *, retry: bool, http_error: bool = False, connection_error: bool = False) -> None:
+        """Count one HTTP attempt (for the progress bar and the summary)."""
+        self._requests += 1
+        self._retries += retry
+        self._http_errors += http_error
+        self._connection_errors += connection_error
+
+    def flush(self) -> None:
+        """Append buffered lines to the file and flush it (called after every settled request)."""
+        if self._out is None or not self._buffer:
+            return
+        self._out.write(b"".join(self._buffer))
+        self._buffer.clear()
+        self._out.flush()
+
+    @property
+    def counts(self) -> LedgerCounts:
+        """The counts so far (a snapshot)."""
+        c = self._counts
+        return LedgerCounts(
+            planned=self._planned,
+            acknowledged=c[State.ACKNOWLEDGED],
+            rejected=c[State.REJECTED],
+            dropped_by_fault=c[State.DROPPED_BY_FAULT],
+            given_up=c[State.GIVEN_UP],
+            requests=self._requests,
+            retries=self._retries,
+            http_errors=self._http_errors,
+            connection_errors=self._connection_errors,
+        )
+
+    @property
+    def unsettled(self) -> int:
+        """How many planned deliveries still wait for :meth:`settle`."""
+        return len(self._open)
+
+    def settle_unsettled(self, state: State, *, reason: str) -> int:
+        """Settle every open delivery with ``state`` (an interrupted run); returns how many."""
+        tokens = list(self._open)
+        for token in tokens:
+            self.settle(token, state, reason=reason)
+        self.flush()
+        return len(tokens)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Flush and close the file (if the ledger opened it)."""
+        self.flush()
+        if self._out is not None and self._own_stream:
+            self._out.close()
+        self._out = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_ledger(path: Path) -> Iterable[dict[str, object]]:
+    """Yield the records of a ``ledger.ndjson`` file (for tests, the checker and reports)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield orjson.loads(line)
+
+
+def merge_counts(parts: Iterable[LedgerCounts]) -> LedgerCounts:
+    """Sum ledger counts (e.g. of Locust workers' ledgers)."""
+    total = LedgerCounts()
+    for part in parts:
+        total = replace(
+            total,
+            **{name: getattr(total, name) + getattr(part, name) for name in total.as_dict()},
+        )
+    return total
