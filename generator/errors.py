@@ -35,7 +35,8 @@ class Problem:
     hint: str = ""
 
     def render(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        # line 0 = not in a file's text (file not found, a command-line value): no position.
+        where = f"{self.file}:{self.line}:{self.column}" if self.line > 0 else self.file
         key = f" {self.path}:" if self.path else ""
         hint = f" ({self.hint})" if self.hint else ""
         return f"{where}:{key} {self.message}{hint}"
