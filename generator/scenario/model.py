@@ -466,7 +466,7 @@ class State(Frozen):
 
 def _default_think() -> Distribution:
     # Page dwell around half a minute with a long right tail (anchors.md §b: session p50 ≈ 127 s).
-    return Distribution(lognormal=LogNormal(median=25_000, sigma=0.9))
+    return Distribution(lognormal=LogNormal(median="25s", sigma=0.9))
 
 
 class Journey(Frozen):
@@ -841,7 +841,7 @@ class RetryDuplicateFault(Scope):
 
     p: Probability
     copies: Annotated[int, Field(ge=1, le=100)] = 1
-    after: Distribution = Field(default_factory=lambda: Distribution(uniform=Uniform(min=500, max=30_000)))
+    after: Distribution = Field(default_factory=lambda: Distribution(uniform=Uniform(min="500ms", max="30s")))
 
 
 class DoubleFireFault(Scope):
