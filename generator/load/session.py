@@ -1,0 +1,326 @@
+"""The per-process load runtime: a producer of due shoppers, a queue, replay, ledger, lag stats.
+
+One :class:`LoadSession` lives in every process that runs users (a Locust worker, or a
+stand-alone Locust). It is gevent code but knows nothing of Locust: the Locust user hands it a
+``send`` function (one HTTP call, marked in Locust's statistics) and the Locust plugin hands it
+an ``emit`` function (a custom message to the master). That keeps the open-model logic testable
+with plain functions.
+
+Flow::
+
+    producer greenlet ── sleeps until shopper k is due ──▶ queue ──▶ a free user takes it
+        (simulates the next shopper while it waits)         (late if every user was busy)
+
+    user: replay(job) → for each planned send: wait offset_s after the actual start,
+          encode (timestamps re-stamped in wall mode), send, classify, retry, settle the ledger
+
+Ending. ``stop(grace_s)`` stops producing; due shoppers still queued are *unstarted* (counted,
+never planned in the ledger); shoppers in flight get ``grace_s`` to finish, then their remaining
+sends are settled ``given_up`` ("load test ended before this send was due"). When nothing is
+queued or in flight the session *finishes*: it flushes the ledger and emits a ``done`` report.
+A schedule that runs out finishes the same way without any stop.
+
+Messages emitted (see :mod:`generator.load.messages`): ``shopsim_ledger`` every
+``flush_every_s`` with the ledger lines settled since the last one, and one ``shopsim_done``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+
+from generator.credentials import Credentials
+from generator.deliver.ledger import Ledger, State
+from generator.events import Delivery, Event
+from generator.load.lag import LagHistogram
+from generator.load.messages import DONE, LEDGER, DoneReport
+from generator.load.outcome import Verdict
+from generator.load.schedule import PlannedSend, ShopperJob, wall_event
+from generator.wire.base import Encoder, WireRequest
+
+__all__ = ["LoadSession", "SendFn", "SessionConfig"]
+
+log = logging.getLogger(__name__)
+
+SendFn = Callable[[WireRequest, str, Mapping[str, Any], Mapping[str, str]], Verdict]
+"""``send(request, name, context, headers) -> Verdict``: one HTTP attempt, recorded by Locust."""
+
+EmitFn = Callable[[str, dict[str, Any]], None]
+
+ENDED_REASON = "load test ended before this send was due"
+OVERSIZE_REASON = "oversize: above the API's documented limit, not sent"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    """Knobs of one load process (from the locustfile's command-line options)."""
+
+    speed: float = 1.0
+    late_ms: float = 100.0
+    retries: int = 2
+    keep_timestamps: bool = False
+    send_oversize: bool = False
+    flush_every_s: float = 0.5
+    backoff_s: float = 0.05
+
+
+class LoadSession:
+    """Feeds due shoppers to the user pool and accounts for every planned delivery."""
+
+    def __init__(
+        self,
+        jobs: Iterator[ShopperJob],
+        *,
+        encoder: Encoder,
+        creds: Credentials,
+        config: SessionConfig,
+        emit: EmitFn,
+        shard: tuple[int, int] = (0, 1),
+        origin_ms: int = 0,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.jobs = jobs
+        self.encoder = encoder
+        self.config = config
+        self.emit = emit
+        self.shard = shard
+        self.origin_ms = origin_ms
+        self.monotonic = monotonic
+        self.wall_ms = wall_ms
+        self.queue: gevent.queue.Queue[tuple[ShopperJob, float]] = gevent.queue.Queue()
+        self._buffer = io.BytesIO()
+        self.ledger = Ledger(stream=self._buffer)
+        self.start_lag = LagHistogram(late_ms=config.late_ms)
+        self.send_lag = LagHistogram(late_ms=config.late_ms)
+        self.stop_producing = gevent.event.Event()
+        self.abort = gevent.event.Event()
+        self.finished = gevent.event.Event()
+        self.producing_done = False
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.shoppers_started = 0
+        self.shoppers_unstarted = 0
+        self.deliveries_unstarted = 0
+        self.t0 = 0.0
+        self.wall_origin_ms = 0
+        self._greenlets: list[gevent.Greenlet[Any, Any]] = []
+        auth = encoder.auth_headers(creds)
+        self._headers: dict[str, dict[str, str]] = {}
+        self._auth = auth
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Fix the schedule origin to now and start producing due shoppers."""
+        self.t0 = self.monotonic()
+        self.wall_origin_ms = self.wall_ms()
+        self._greenlets = [gevent.spawn(self._produce), gevent.spawn(self._flusher)]
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop producing; in-flight shoppers get ``grace_s`` to finish, then are cut short."""
+        if self.stop_producing.is_set():
+            return
+        self.stop_producing.set()
+        self._drain_queue()
+        if grace_s <= 0:
+            self.abort.set()
+        else:
+            self._greenlets.append(gevent.spawn_later(grace_s, self.abort.set))
+        self._maybe_finish()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the session finished (True) or ``timeout`` passed (False)."""
+        return bool(self.finished.wait(timeout))
+
+    def _drain_queue(self) -> None:
+        while True:
+            try:
+                job, _ = self.queue.get_nowait()
+            except gevent.queue.Empty:
+                return
+            self.shoppers_unstarted += 1
+            self.deliveries_unstarted += job.planned
+
+    def _produce(self) -> None:
+        try:
+            for job in self.jobs:
+                # The next shopper is simulated *before* this wait, so simulation cost is paid
+                # while the schedule idles rather than when the shopper is due.
+                delay = self.t0 + job.due_s - self.monotonic()
+                if (delay > 0 and self.stop_producing.wait(delay)) or self.stop_producing.is_set():
+                    self.shoppers_unstarted += 1
+                    self.deliveries_unstarted += job.planned
+                    break
+                self.queue.put((job, self.t0 + job.due_s))
+        except Exception:  # a simulation bug must end the run visibly, not hang it
+            log.exception("shopper schedule failed; stopping this load process")
+            self.stop_producing.set()
+            self._drain_queue()
+        finally:
+            self.producing_done = True
+            self._maybe_finish()
+
+    def _flusher(self) -> None:
+        while not self.finished.is_set():
+            if self.finished.wait(self.config.flush_every_s):
+                return
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        self.ledger.flush()
+        rows = self._buffer.getvalue()
+        if rows:
+            self._buffer.seek(0)
+            self._buffer.truncate()
+            self.emit(LEDGER, {"shard": self.shard[0], "rows": rows})
+
+    def _maybe_finish(self) -> None:
+        if self.finished.is_set() or not self.producing_done or self.in_flight or not self.queue.empty():
+            return
+        self.finished.set()
+        self._flush_rows()
+        self.emit(DONE, self.report().as_dict())
+
+    def report(self) -> DoneReport:
+        """What this process did (sent once, in the ``done`` message)."""
+        return DoneReport(
+            shard=self.shard[0],
+            shards=self.shard[1],
+            counts=self.ledger.counts.as_dict(),
+            start_lag=self.start_lag.as_dict(),
+            send_lag=self.send_lag.as_dict(),
+            shoppers_started=self.shoppers_started,
+            shoppers_unstarted=self.shoppers_unstarted,
+            deliveries_unstarted=self.deliveries_unstarted,
+            max_in_flight=self.max_in_flight,
+            elapsed_s=round(self.monotonic() - self.t0, 3) if self.t0 else 0.0,
+        )
+
+    # ------------------------------------------------------------------ the user side
+
+    def take(self, timeout: float = 0.5) -> tuple[ShopperJob, float] | None:
+        """The next due shopper and its intended (monotonic) start, or None when none is due yet."""
+        if self.stop_producing.is_set():
+            self.finished.wait(timeout)
+            return None
+        try:
+            item: tuple[ShopperJob, float] = self.queue.get(timeout=timeout)
+        except gevent.queue.Empty:
+            return None
+        return item
+
+    def replay(self, job: ShopperJob, due: float, send: SendFn) -> None:
+        """Play one shopper: its sends at their offsets after the actual start; settle everything."""
+        started = self.monotonic()
+        self.start_lag.record((started - due) * 1000.0)
+        self.shoppers_started += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        ledger = self.ledger
+        open_tokens: set[int] = set()
+        try:
+            for delivery in job.dropped:
+                ledger.settle(ledger.plan(delivery), State.DROPPED_BY_FAULT, reason="dropped by fault plan")
+            planned = [[ledger.plan(d) for d in s.deliveries] for s in job.sends]
+            for tokens in planned:
+                open_tokens.update(tokens)
+            try:
+                for planned_send, tokens in zip(job.sends, planned, strict=True):
+                    delay = started + planned_send.offset_s - self.monotonic()
+                    if (delay > 0 and self.abort.wait(delay)) or self.abort.is_set():
+                        break
+                    self.send_lag.record(-delay * 1000.0 if delay < 0 else 0.0)
+                    self._send(job, planned_send, tokens, send, open_tokens)
+            finally:
+                # Cut short (test ended, or the greenlet was killed): never lose an event silently.
+                for token in sorted(open_tokens):
+                    ledger.settle(token, State.GIVEN_UP, reason=ENDED_REASON)
+                open_tokens.clear()
+        finally:
+            self.in_flight -= 1
+            self._maybe_finish()
+
+    def _events(self, deliveries: tuple[Delivery, ...]) -> list[Event]:
+        if self.config.keep_timestamps:
+            return [d.event for d in deliveries]
+        return [
+            wall_event(
+                d, wall_origin_ms=self.wall_origin_ms, origin_ms=self.origin_ms, speed=self.config.speed
+            )
+            for d in deliveries
+        ]
+
+    def _requests(self, events: list[Event]) -> list[WireRequest]:
+        if len(events) == 1:
+            return [self.encoder.encode(events[0])]
+        return self.encoder.batches(events, max_items=len(events))
+
+    def _headers_for(self, content_type: str) -> dict[str, str]:
+        headers = self._headers.get(content_type)
+        if headers is None:
+            headers = {**self._auth, "Content-Type": content_type}
+            self._headers[content_type] = headers
+        return headers
+
+    def _send(
+        self, job: ShopperJob, planned: PlannedSend, tokens: list[int], send: SendFn, open_tokens: set[int]
+    ) -> None:
+        ledger = self.ledger
+
+        def settle(token: int, state: State, **kw: Any) -> None:
+            open_tokens.discard(token)
+            ledger.settle(token, state, **kw)
+
+        by_id: dict[str, deque[int]] = {}
+        for delivery, token in zip(planned.deliveries, tokens, strict=True):
+            by_id.setdefault(delivery.event.id, deque()).append(token)
+        for request in self._requests(self._events(planned.deliveries)):
+            carried = [by_id[event_id].popleft() for event_id in request.event_ids]
+            if request.oversize and not self.config.send_oversize:
+                for token in carried:
+                    settle(
+                        token, State.REJECTED, reason="oversize: above the API's documented limit, not sent"
+                    )
+                continue
+            name = planned.name if len(carried) == len(planned.deliveries) else "batch"
+            context = {"event_id": request.event_ids[0], "shopper": job.shopper, "events": len(carried)}
+            headers = self._headers_for(request.content_type)
+            attempt = 0
+            while True:
+                attempt += 1
+                verdict = send(request, name, context, headers)
+                no_answer = verdict.status == 0
+                ledger.count_attempt(
+                    retry=attempt > 1, http_error=not verdict.ok and not no_answer, connection_error=no_answer
+                )
+                if not verdict.retry:
+                    for index, token in enumerate(carried):
+                        reason = verdict.rejected.get(index)
+                        if reason is None:
+                            settle(token, State.ACKNOWLEDGED, status=verdict.status, attempts=attempt)
+                        else:
+                            settle(
+                                token, State.REJECTED, status=verdict.status, reason=reason, attempts=attempt
+                            )
+                    break
+                backoff = min(1.0, self.config.backoff_s * 2 ** (attempt - 1))
+                if attempt > self.config.retries or self.abort.wait(backoff):
+                    for token in carried:
+                        settle(
+                            token,
+                            State.GIVEN_UP,
+                            status=verdict.status or None,
+                            reason=f"{verdict.message} (after {attempt} attempts)",
+                            attempts=attempt,
+                        )
+                    break

@@ -1,0 +1,78 @@
+"""The Locust user pool: ``ShopperUser`` takes due shoppers from the schedule and replays them.
+
+Import this module only after ``locust`` (the locustfile does: ``import locust`` first, so
+gevent patches the standard library before anything else is imported).
+
+A ``ShopperUser`` is a worker of the pool, not a shopper: its one task takes the next due
+shopper from the process's :class:`~generator.load.session.LoadSession` and replays it, then
+takes the next. Each HTTP call is one Locust request:
+
+- named by call type and event name (``track: Added to Cart``, ``page``, ``identify``,
+  ``batch``), never by id, so the statistics table stays bounded;
+- ``catch_response=True``: a ``200`` with an error body, a ``207`` with item errors, ``4xx`` and
+  ``5xx`` are marked failed with the reason (:func:`~generator.load.outcome.classify`);
+- ``context={"event_id": first id carried, "shopper": k, "events": n}`` for request listeners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, constant, task
+
+from generator.load.outcome import Verdict, classify
+from generator.load.plugin import session_of
+from generator.wire.base import WireRequest
+
+__all__ = ["ShopperUser"]
+
+
+class ShopperUser(FastHttpUser):
+    """One worker of the shopper pool (``--users`` sizes the pool)."""
+
+    wait_time = constant(0)
+    network_timeout = 30.0
+    connection_timeout = 10.0
+    # Retries are shopsim's (ledger attempts, backoff, 429/5xx only), never the client's.
+    max_retries = 0
+
+    @task
+    def shopper(self) -> None:
+        """Take the next due shopper (waits up to 0.5 s for one) and replay it."""
+        session = session_of(self.environment)
+        if session is None:  # the test is starting or the schedule failed to load
+            gevent.sleep(0.2)
+            return
+        due = session.take()
+        if due is None:
+            return
+        job, intended = due
+        session.replay(job, intended, self.send)
+
+    def send(
+        self, request: WireRequest, name: str, context: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> Verdict:
+        """One HTTP attempt, recorded in Locust's statistics and classified for the ledger."""
+        with self.client.request(
+            request.method,
+            request.path,
+            name=name,
+            data=request.body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as is
+            headers=dict(headers),
+            catch_response=True,
+            context=dict(context),
+        ) as resp:
+            error = getattr(resp, "error", None)
+            verdict = classify(
+                resp.status_code or 0,
+                resp.content if resp.status_code else None,
+                len(request.event_ids),
+                error=type(error).__name__ if error is not None else "",
+            )
+            if verdict.ok:
+                resp.success()
+            else:
+                resp.failure(verdict.message)
+        return verdict
