@@ -249,3 +249,49 @@ def _reachable(transitions: _Vector, start: int) -> set[int]:
                 seen.add(int(t))
                 todo.append(int(t))
     return seen
+
+
+# --------------------------------------------------------------------------- arrivals
+
+_HOUR_MS = 3_600_000
+
+
+def _rate_at(scenario: Scenario, hour_start_ms: int) -> float:
+    """Arrivals per hour in the UTC hour starting at ``hour_start_ms`` (diurnal × weekend)."""
+    arrivals = scenario.population.arrivals
+    hour_of_day = (hour_start_ms // _HOUR_MS) % 24
+    weekday = (hour_start_ms // (24 * _HOUR_MS) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    weekend = arrivals.weekend_factor if weekday >= 5 else 1.0
+    return arrivals.rate_per_hour * arrivals.hourly[hour_of_day] * weekend
+
+
+def expected_arrivals(scenario: Scenario, duration_ms: int) -> float:
+    """Expected shoppers arriving in ``duration_ms`` after ``start`` (the Poisson intensity, integrated)."""
+    total = 0.0
+    t = scenario.start_ms
+    end = t + duration_ms
+    while t < end:
+        boundary = min(end, (t // _HOUR_MS + 1) * _HOUR_MS)
+        total += _rate_at(scenario, t - t % _HOUR_MS) * (boundary - t) / _HOUR_MS
+        t = boundary
+    return total
+
+
+def expected_time_to(
+    scenario: Scenario, shoppers: int, *, limit_ms: int = 10 * 365 * 86_400_000
+) -> int | None:
+    """Milliseconds after ``start`` by which ``shoppers`` are expected to have arrived.
+
+    ``None`` when that takes longer than ``limit_ms``.
+    """
+    total = 0.0
+    t = scenario.start_ms
+    while t - scenario.start_ms < limit_ms:
+        boundary = (t // _HOUR_MS + 1) * _HOUR_MS
+        rate = _rate_at(scenario, t - t % _HOUR_MS)
+        gained = rate * (boundary - t) / _HOUR_MS
+        if total + gained >= shoppers:
+            return t + round((shoppers - total) / rate * _HOUR_MS) - scenario.start_ms
+        total += gained
+        t = boundary
+    return None
