@@ -153,6 +153,7 @@ class Collector:
             "shoppers_unstarted": sum(r.shoppers_unstarted for r in reports),
             "deliveries_unstarted": sum(r.deliveries_unstarted for r in reports),
             "max_in_flight": sum(r.max_in_flight for r in reports),
+            "clock_ms": max((int(r.extra.get("clock_ms", 0)) for r in reports), default=0),
             "ledger": counts.as_dict(),
             "reconciled": counts.settled == counts.planned,
             "verdict": pool_verdict(

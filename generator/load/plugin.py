@@ -12,6 +12,7 @@ option                       environment                  meaning
 ``--scenario PATH``          ``LOCUST_SCENARIO``          scenario YAML (required; same path on workers)
 ``--api NAME``               ``LOCUST_API``               track-v1 | track-v2 | pipelines | browser
 ``--speed X``                ``LOCUST_SPEED``             compress arrivals and think times X times
+``--clock wall|scaled``      ``LOCUST_CLOCK``             re-stamp timestamps (wall) or send X-Shopsim-Clock
 ``--seed N``                 ``LOCUST_SEED``              root seed (default: the scenario's, else fresh)
 ``--shoppers N``             ``LOCUST_SHOPPERS``          number of shoppers (default: the scenario's)
 ``--batch-size N``           ``LOCUST_BATCH_SIZE``        events per request for batching APIs (1 = per call)
@@ -22,6 +23,7 @@ option                       environment                  meaning
 ``--grace S``                ``LOCUST_GRACE``             seconds in-flight shoppers get after a stop
 ``--keep-timestamps``        ``LOCUST_KEEP_TIMESTAMPS``   send simulated timestamps unchanged
 ``--send-oversize``          ``LOCUST_SEND_OVERSIZE``     send requests above the documented size limits
+``--presimulate``            ``LOCUST_PRESIMULATE``       simulate the shard before the test starts
 ``--results-dir DIR``        ``LOCUST_RESULTS_DIR``       where the master writes ledger and lag stats
 ``--shard I/N``              ``LOCUST_SHARD``             force this worker's shard (default: assigned)
 ``--credentials-file PATH``  ``LOCUST_CREDENTIALS_FILE``  KEY=VALUE credentials (else CIO_* env vars)
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,7 @@ from generator.credentials import LOCAL_DEFAULTS, load_credentials
 from generator.durations import parse_duration
 from generator.errors import ShopsimError
 from generator.load.messages import DONE, LEDGER, STOP, Collector
+from generator.load.schedule import ShopperJob
 from generator.load.session import LoadSession, SessionConfig
 from generator.load.shard import assign_shards, shard_for
 from generator.targets import is_loopback
@@ -78,7 +82,7 @@ def collector_of(environment: Environment) -> Collector | None:
 
 def add_arguments(parser: Any) -> None:
     """Register shopsim's options on Locust's argument parser."""
-    group = parser.add_argument_group("shopsim", "shopsim shopper schedule (see generator/load/plugin.py)")
+    group = parser  # Locust's own parser: include_in_web_ui works only there, not on groups
     group.add_argument("--scenario", env_var="LOCUST_SCENARIO", default="", help="scenario YAML file")
     group.add_argument(
         "--api",
@@ -86,6 +90,13 @@ def add_arguments(parser: Any) -> None:
         default="pipelines",
         choices=["track-v1", "track-v2", "pipelines", "browser"],
         help="wire format / ingestion API",
+    )
+    group.add_argument(
+        "--clock",
+        env_var="LOCUST_CLOCK",
+        default="wall",
+        choices=["wall", "scaled"],
+        help="wall: re-stamp timestamps; scaled: X-Shopsim-Clock for a virtual-clock emulator",
     )
     group.add_argument("--speed", env_var="LOCUST_SPEED", type=float, default=1.0, help="time compression")
     group.add_argument("--seed", env_var="LOCUST_SEED", default="", help="root seed")
@@ -106,6 +117,13 @@ def add_arguments(parser: Any) -> None:
         "--keep-timestamps", env_var="LOCUST_KEEP_TIMESTAMPS", action="store_true", default=False
     )
     group.add_argument("--send-oversize", env_var="LOCUST_SEND_OVERSIZE", action="store_true", default=False)
+    group.add_argument(
+        "--presimulate",
+        env_var="LOCUST_PRESIMULATE",
+        action="store_true",
+        default=False,
+        help="simulate the whole shard before the test starts (generation never competes with sending)",
+    )
     group.add_argument("--results-dir", env_var="LOCUST_RESULTS_DIR", default="", help="run directory")
     group.add_argument("--shard", env_var="LOCUST_SHARD", default="", help="force shard i/n")
     group.add_argument(
@@ -208,6 +226,7 @@ def _start_session(environment: Environment, runner: Runner) -> None:
     origin = schedule_origin(scenario, seed=seed, shoppers=shoppers)
     config = SessionConfig(
         speed=spec.speed,
+        clock=str(opts.clock),
         late_ms=float(opts.late_ms),
         retries=int(opts.retries),
         keep_timestamps=bool(opts.keep_timestamps),
@@ -217,8 +236,11 @@ def _start_session(environment: Environment, runner: Runner) -> None:
     def emit(msg_type: str, data: dict[str, Any]) -> None:
         runner.send_message(msg_type, data)
 
+    jobs: Iterator[ShopperJob] = shopper_jobs(scenario, spec, origin_ms=origin)
+    if opts.presimulate:
+        jobs = iter(list(jobs))
     session = LoadSession(
-        shopper_jobs(scenario, spec, origin_ms=origin),
+        jobs,
         encoder=encoder_for(opts.api, creds=creds),
         creds=creds,
         config=config,

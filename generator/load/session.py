@@ -31,7 +31,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gevent
@@ -56,6 +56,7 @@ SendFn = Callable[[WireRequest, str, Mapping[str, Any], Mapping[str, str]], Verd
 
 EmitFn = Callable[[str, dict[str, Any]], None]
 
+CLOCK_HEADER = "X-Shopsim-Clock"
 ENDED_REASON = "load test ended before this send was due"
 OVERSIZE_REASON = "oversize: above the API's documented limit, not sent"
 
@@ -65,6 +66,11 @@ class SessionConfig:
     """Knobs of one load process (from the locustfile's command-line options)."""
 
     speed: float = 1.0
+    clock: str = "wall"
+    """``wall``: timestamps re-stamped on the compressed wall timeline (real targets).
+    ``scaled``: timestamps as simulated, and every request carries ``X-Shopsim-Clock`` = the
+    simulated instant of its actual send (``origin + elapsed × speed``) for a virtual-clock
+    emulator, so campaign delays, exits and the 72 h rule play out in simulated time."""
     late_ms: float = 100.0
     retries: int = 2
     keep_timestamps: bool = False
@@ -204,6 +210,10 @@ class LoadSession:
             deliveries_unstarted=self.deliveries_unstarted,
             max_in_flight=self.max_in_flight,
             elapsed_s=round(self.monotonic() - self.t0, 3) if self.t0 else 0.0,
+            extra={
+                "clock_ms": self.scaled_now_ms() if self.t0 else self.origin_ms,
+                "origin_ms": self.origin_ms,
+            },
         )
 
     # ------------------------------------------------------------------ the user side
@@ -220,38 +230,43 @@ class LoadSession:
         return item
 
     def replay(self, job: ShopperJob, due: float, send: SendFn) -> None:
-        """Play one shopper: its sends at their offsets after the actual start; settle everything."""
+        """Play one shopper: its sends at their offsets after the actual start; settle everything.
+
+        Deliveries enter the ledger when they are sent, with ``arrival_ms`` set to the simulated
+        instant of the actual send (so the ledger says when the target really got them, lag
+        included); sends the test never reached are settled ``given_up`` with their planned time.
+        """
         started = self.monotonic()
         self.start_lag.record((started - due) * 1000.0)
         self.shoppers_started += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         ledger = self.ledger
-        open_tokens: set[int] = set()
+        done = 0
         try:
             for delivery in job.dropped:
                 ledger.settle(ledger.plan(delivery), State.DROPPED_BY_FAULT, reason="dropped by fault plan")
-            planned = [[ledger.plan(d) for d in s.deliveries] for s in job.sends]
-            for tokens in planned:
-                open_tokens.update(tokens)
-            try:
-                for planned_send, tokens in zip(job.sends, planned, strict=True):
-                    delay = started + planned_send.offset_s - self.monotonic()
-                    if (delay > 0 and self.abort.wait(delay)) or self.abort.is_set():
-                        break
-                    self.send_lag.record(-delay * 1000.0 if delay < 0 else 0.0)
-                    self._send(job, planned_send, tokens, send, open_tokens)
-            finally:
-                # Cut short (test ended, or the greenlet was killed): never lose an event silently.
-                for token in sorted(open_tokens):
-                    ledger.settle(token, State.GIVEN_UP, reason=ENDED_REASON)
-                open_tokens.clear()
+            for planned_send in job.sends:
+                delay = started + planned_send.offset_s - self.monotonic()
+                if (delay > 0 and self.abort.wait(delay)) or self.abort.is_set():
+                    break
+                self.send_lag.record(-delay * 1000.0 if delay < 0 else 0.0)
+                done += 1  # _send settles all of its deliveries, whatever happens inside
+                self._send(job, planned_send, send)
         finally:
+            # Cut short (test ended, or the greenlet was killed): never lose an event silently.
+            for planned_send in job.sends[done:]:
+                for delivery in planned_send.deliveries:
+                    ledger.settle(ledger.plan(delivery), State.GIVEN_UP, reason=ENDED_REASON)
             self.in_flight -= 1
             self._maybe_finish()
 
+    def scaled_now_ms(self) -> int:
+        """The simulated instant of now: the schedule origin plus elapsed wall time × speed."""
+        return self.origin_ms + round((self.monotonic() - self.t0) * 1000.0 * self.config.speed)
+
     def _events(self, deliveries: tuple[Delivery, ...]) -> list[Event]:
-        if self.config.keep_timestamps:
+        if self.config.keep_timestamps or self.config.clock == "scaled":
             return [d.event for d in deliveries]
         return [
             wall_event(
@@ -272,25 +287,40 @@ class LoadSession:
             self._headers[content_type] = headers
         return headers
 
-    def _send(
-        self, job: ShopperJob, planned: PlannedSend, tokens: list[int], send: SendFn, open_tokens: set[int]
-    ) -> None:
+    def _send(self, job: ShopperJob, planned: PlannedSend, send: SendFn) -> None:
         ledger = self.ledger
+        arrival_ms = self.scaled_now_ms()
+        tokens = [ledger.plan(replace(d, arrival_ms=arrival_ms)) for d in planned.deliveries]
+        open_tokens = set(tokens)
 
         def settle(token: int, state: State, **kw: Any) -> None:
             open_tokens.discard(token)
             ledger.settle(token, state, **kw)
 
+        try:
+            self._send_requests(job, planned, tokens, send, settle, arrival_ms)
+        finally:
+            for token in sorted(open_tokens):
+                ledger.settle(token, State.GIVEN_UP, reason=ENDED_REASON)
+
+    def _send_requests(
+        self,
+        job: ShopperJob,
+        planned: PlannedSend,
+        tokens: list[int],
+        send: SendFn,
+        settle: Callable[..., None],
+        arrival_ms: int,
+    ) -> None:
         by_id: dict[str, deque[int]] = {}
         for delivery, token in zip(planned.deliveries, tokens, strict=True):
             by_id.setdefault(delivery.event.id, deque()).append(token)
+        ledger = self.ledger
         for request in self._requests(self._events(planned.deliveries)):
             carried = [by_id[event_id].popleft() for event_id in request.event_ids]
             if request.oversize and not self.config.send_oversize:
                 for token in carried:
-                    settle(
-                        token, State.REJECTED, reason="oversize: above the API's documented limit, not sent"
-                    )
+                    settle(token, State.REJECTED, reason=OVERSIZE_REASON)
                 continue
             name = planned.name if len(carried) == len(planned.deliveries) else "batch"
             context = {"event_id": request.event_ids[0], "shopper": job.shopper, "events": len(carried)}
@@ -298,6 +328,9 @@ class LoadSession:
             attempt = 0
             while True:
                 attempt += 1
+                if self.config.clock == "scaled":
+                    clock = arrival_ms if attempt == 1 else self.scaled_now_ms()
+                    headers = {**headers, CLOCK_HEADER: str(clock)}
                 verdict = send(request, name, context, headers)
                 no_answer = verdict.status == 0
                 ledger.count_attempt(

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from generator.faults import plan_deliveries
-
 from generator.load.schedule import ShopperJob, build_job
 from generator.scenario.model import Scenario
 from generator.simulate import arrival_times, simulate_shoppers
