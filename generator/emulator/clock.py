@@ -1,0 +1,74 @@
+"""The emulator's two clocks (DESIGN.md, "Two clocks").
+
+- :class:`VirtualClock`: "now" is the arrival time each request carries in
+  ``X-Shopsim-Clock`` (epoch ms) or what ``POST /_shopsim/clock`` sets; it never goes
+  backwards. Before the first value arrives, the first request without one starts the clock at
+  the wall time. Due messages fire when the clock passes them, before the request is processed.
+- :class:`WallClock`: "now" is the wall time; a scheduler greenlet fires due messages.
+
+The clock value is persisted (``meta.clock_ms``) so a restarted emulator continues from it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+CLOCK_HEADER = "x-shopsim-clock"
+
+ClockMode = Literal["virtual", "wall"]
+
+
+class ClockError(ValueError):
+    """A clock value that cannot be used (not an integer, or before the current time)."""
+
+
+def parse_clock_header(value: str | None) -> int | None:
+    """The epoch-ms value of ``X-Shopsim-Clock`` (None when absent); ClockError when malformed."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if not text.lstrip("-").isdigit() or len(text) > 16:
+        raise ClockError(f"X-Shopsim-Clock must be an integer epoch-ms value, got {text[:32]!r}")
+    return int(text)
+
+
+class VirtualClock:
+    """A monotone clock driven by requests."""
+
+    mode: ClockMode = "virtual"
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self.now_ms: int | None = start_ms
+
+    def at(self, requested: int | None) -> int:
+        """The time a request is processed at: ``max(now, requested)``; starts the clock if unset."""
+        if requested is None:
+            if self.now_ms is None:
+                self.now_ms = int(time.time() * 1000)
+            return self.now_ms
+        if self.now_ms is None or requested > self.now_ms:
+            self.now_ms = requested
+        return self.now_ms
+
+    def current(self) -> int | None:
+        return self.now_ms
+
+
+class WallClock:
+    """Real time; request clock headers are ignored."""
+
+    mode: ClockMode = "wall"
+
+    def __init__(self) -> None:
+        self.now_ms: int | None = None
+
+    def at(self, requested: int | None) -> int:
+        now = int(time.time() * 1000)
+        if self.now_ms is not None and now < self.now_ms:
+            now = self.now_ms  # the wall clock stepped back: stay monotone
+        self.now_ms = now
+        return now
+
+    def current(self) -> int | None:
+        return self.at(None)
