@@ -140,6 +140,7 @@ class ObservationKind(StrEnum):
     EXIT = "exit"
     SEND = "send"
     DROP = "drop"
+    SKIP = "skip"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

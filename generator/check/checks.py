@@ -1,0 +1,461 @@
+"""The built-in checks. Each is small, reads :class:`CheckContext` and reports into a :class:`Collector`.
+
+Metric names are those in ``generator.scenario.model.METRICS``; per-campaign values are scoped
+``name[campaign]``. Units: counts are plain numbers, shares are in [0, 1], times are ms.
+"""
+
+from __future__ import annotations
+
+from generator.check import attribution
+from generator.check.context import CheckContext
+from generator.check.model import Failure, Severity
+from generator.check.registry import Collector, check
+from generator.events import Outcome
+from generator.expect import MERGE_WINDOW_MS
+
+
+def _ratio(num: int, den: int) -> float:
+    # Nothing expected means nothing missed: recall 1.0 (the counts in the report show the zero).
+    return 1.0 if den == 0 else num / den
+
+
+@check
+def trigger_recall(ctx: CheckContext, out: Collector) -> None:
+    """Share of the truth's expected messages that were sent (per campaign and overall)."""
+    ev = ctx.evidence
+    pairing = ctx.pairing
+    expected: dict[str, int] = dict.fromkeys(ev.scenario.campaigns, 0)
+    for exp in ev.truth:
+        if exp.outcome is Outcome.SEND:
+            expected[exp.campaign] = expected.get(exp.campaign, 0) + 1
+    missed: dict[str, int] = {}
+    for exp in pairing.missed:
+        missed[exp.campaign] = missed.get(exp.campaign, 0) + 1
+        campaign = ev.scenario.campaigns[exp.campaign]
+        name = campaign.trigger.event_name
+        delivered = ctx.delivered_by_trigger.get((exp.campaign, exp.trigger_event_id))
+        reason = delivered.reason if delivered is not None and delivered.outcome is Outcome.NO_SEND else ""
+        cause = attribution.missed(ev, name, exp.trigger_event_id, exp.shopper, campaign.delay, reason)
+        out.fail(
+            Failure(
+                check="trigger_recall",
+                severity=Severity.MEDIUM,
+                title=f"expected {exp.campaign} message not sent",
+                message=f"{exp.person or 'shopper ' + str(exp.shopper)} should have got {exp.campaign} "
+                f"(trigger {name} {exp.trigger_event_id}); nothing was sent",
+                cause=cause.text,
+                cause_kind=cause.kind,
+                campaign=exp.campaign,
+                person=exp.person,
+                shopper=exp.shopper,
+                event_id=exp.trigger_event_id,
+            )
+        )
+    total_expected = sum(expected.values())
+    total_missed = sum(missed.values())
+    out.metric("trigger_recall", _ratio(total_expected - total_missed, total_expected))
+    for cname, n in expected.items():
+        out.metric("trigger_recall", _ratio(n - missed.get(cname, 0), n), scope=cname)
+
+
+@check
+def suppression_violations(ctx: CheckContext, out: Collector) -> None:
+    """Messages sent after the person's exit event (e.g. a purchase) happened in truth — the headline."""
+    ev = ctx.evidence
+    per: dict[str, int] = dict.fromkeys(ev.scenario.campaigns, 0)
+    for verdict in ctx.pairing.verdicts:
+        if verdict.category != "violation" or verdict.exit_event is None:
+            continue
+        send = verdict.send
+        per[send.campaign] = per.get(send.campaign, 0) + 1
+        campaign = ev.scenario.campaigns[send.campaign]
+        cause = attribution.late_exit(ev, verdict.exit_event, send.at_ms, verdict.truth_id, campaign.delay)
+        out.fail(
+            Failure(
+                check="suppression_violations",
+                severity=Severity.CRITICAL,
+                title=f"{send.campaign} message sent after {verdict.exit_event.name}",
+                message=f"{send.person} got {send.campaign} (trigger {send.trigger_event_id}) after "
+                f"{verdict.exit_event.name} {verdict.exit_event.id}",
+                cause=cause.text,
+                cause_kind=cause.kind,
+                campaign=send.campaign,
+                person=send.person,
+                shopper=verdict.shopper,
+                event_id=send.trigger_event_id,
+            )
+        )
+    out.metric("suppression_violations", sum(per.values()))
+    for cname, n in per.items():
+        out.metric("suppression_violations", n, scope=cname)
+
+
+@check
+def false_triggers(ctx: CheckContext, out: Collector) -> None:
+    """Messages sent with no truth expectation behind them (and not explained as duplicates)."""
+    ev = ctx.evidence
+    per: dict[str, int] = dict.fromkeys(ev.scenario.campaigns, 0)
+    for verdict in ctx.pairing.verdicts:
+        if verdict.category != "false":
+            continue
+        send = verdict.send
+        per[send.campaign] = per.get(send.campaign, 0) + 1
+        cause = attribution.extra(ev, send.trigger_event_id, verdict.truth_id)
+        truth = ctx.truth_by_trigger.get((send.campaign, verdict.truth_id))
+        why = f"the truth says no ({truth.reason})" if truth is not None else "no truth trigger matches"
+        out.fail(
+            Failure(
+                check="false_triggers",
+                severity=Severity.HIGH,
+                title=f"{send.campaign} message sent without a trigger",
+                message=f"{send.person} got {send.campaign} (trigger {send.trigger_event_id}); {why}",
+                cause=cause.text,
+                cause_kind=cause.kind,
+                campaign=send.campaign,
+                person=send.person,
+                shopper=verdict.shopper,
+                event_id=send.trigger_event_id,
+            )
+        )
+    out.metric("false_triggers", sum(per.values()))
+    for campaign, n in per.items():
+        out.metric("false_triggers", n, scope=campaign)
+
+
+@check
+def duplicate_entries(ctx: CheckContext, out: Collector) -> None:
+    """Entries beyond the campaign's frequency: a second entry for the same truth trigger, or too soon."""
+    ev = ctx.evidence
+    observed = ctx.observed
+    journeys = observed.entries if observed.entries else observed.sends
+    groups: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    for j in journeys:
+        groups.setdefault((j.campaign, j.person), []).append((j.at_ms, j.trigger_event_id, j.person))
+    per: dict[str, int] = dict.fromkeys(ev.scenario.campaigns, 0)
+    for (campaign_name, person), items in groups.items():
+        campaign = ev.scenario.campaigns.get(campaign_name)
+        if campaign is None:
+            continue
+        gap = campaign.reentry_ms
+        items.sort()
+        seen: set[str] = set()
+        last: int | None = None
+        for at_ms, delivered_id, _ in items:
+            truth_id = ev.truth_id(delivered_id)
+            repeat = truth_id in seen
+            too_soon = last is not None and (gap is None or at_ms - last < gap)
+            if not repeat and not too_soon:
+                seen.add(truth_id)
+                last = at_ms
+                continue
+            per[campaign_name] = per.get(campaign_name, 0) + 1
+            cause = attribution.extra(ev, delivered_id, truth_id)
+            what = "again for the same trigger" if repeat else "again within its frequency window"
+            shopper = ctx.shopper_of(person)
+            out.fail(
+                Failure(
+                    check="duplicate_entries",
+                    severity=Severity.MEDIUM,
+                    title=f"{campaign_name} entered {what}",
+                    message=f"{person} entered {campaign_name} {what} (trigger {delivered_id})",
+                    cause=cause.text,
+                    cause_kind=cause.kind,
+                    campaign=campaign_name,
+                    person=person,
+                    shopper=shopper,
+                    event_id=delivered_id,
+                )
+            )
+    out.metric("duplicate_entries", sum(per.values()))
+    for campaign_name, n in per.items():
+        out.metric("duplicate_entries", n, scope=campaign_name)
+
+
+@check
+def unaddressable_intent(ctx: CheckContext, out: Collector) -> None:
+    """Shoppers who performed a campaign trigger but could never be messaged (never identified)."""
+    ev = ctx.evidence
+    intent: dict[int, tuple[str, str]] = {}
+    for exp in ev.truth:
+        if exp.shopper in intent:
+            continue
+        lost_identity = exp.outcome is Outcome.SEND and exp.shopper not in ev.identified_shoppers
+        if exp.reason == "unaddressable" or lost_identity:
+            intent[exp.shopper] = (exp.campaign, exp.trigger_event_id)
+    for shopper, (campaign, trigger_id) in intent.items():
+        cause = attribution.unaddressable(ev, shopper)
+        truth = ev.shoppers.get(shopper)
+        severity = Severity.INFO if truth is None or truth.identified_ms is None else Severity.LOW
+        out.fail(
+            Failure(
+                check="unaddressable_intent",
+                severity=severity,
+                title="intent with nobody addressable",
+                message=f"shopper {shopper} triggered {campaign} ({trigger_id}); not identified",
+                cause=cause.text,
+                cause_kind=cause.kind,
+                campaign=campaign,
+                shopper=shopper,
+                event_id=trigger_id,
+            )
+        )
+    out.metric("unaddressable_intent", len(intent))
+
+
+@check
+def merge_completeness(ctx: CheckContext, out: Collector) -> None:
+    """Share of pre-identify anonymous events found on the merged profile."""
+    ev = ctx.evidence
+    observed = ctx.observed
+    if not observed.complete_events:
+        out.metric("merge_completeness", None)
+        return
+    total = 0
+    merged = 0
+    events = observed.events
+    for info in ev.anonymous:
+        identify = ev.identifies.get(info.anonymous_id or "")
+        if identify is None or identify.user_id is None or info.timestamp_ms > identify.timestamp_ms:
+            continue
+        total += 1
+        person = events.get(info.event_id, ("", ""))[0]
+        if person == identify.user_id:
+            merged += 1
+            continue
+        cause = attribution.unmerged(info, identify)
+        out.fail(
+            Failure(
+                check="merge_completeness",
+                severity=Severity.LOW,
+                title="anonymous event not on the merged profile",
+                message=f"{info.name or info.type} {info.event_id} (anonymous id {info.anonymous_id}) "
+                f"is not on {identify.user_id}'s profile",
+                cause=cause.text,
+                cause_kind=cause.kind,
+                person=identify.user_id,
+                shopper=info.shopper,
+                event_id=info.event_id,
+            )
+        )
+    out.metric("merge_completeness", _ratio(merged, total))
+    out.detail("merge", {"pre_identify_anonymous": total, "merged": merged, "window_ms": MERGE_WINDOW_MS})
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (q in [0, 100])."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), int(-(-q * len(sorted_values) // 100))))
+    return float(sorted_values[rank - 1])
+
+
+@check
+def send_time_error(ctx: CheckContext, out: Collector) -> None:
+    """How far each served message's send time is from the ideal (truth) send time, |observed − ideal|."""
+    if not ctx.observed.comparable_times:
+        out.metric("send_time_error_p50_ms", None)
+        out.metric("send_time_error_p95_ms", None)
+        return
+    errors: list[int] = []
+    per: dict[str, list[int]] = {}
+    signed: list[int] = []
+    for verdict in ctx.pairing.verdicts:
+        exp = verdict.expectation
+        if exp is None or exp.send_ms is None:
+            continue
+        delta = verdict.send.at_ms - exp.send_ms
+        signed.append(delta)
+        errors.append(abs(delta))
+        per.setdefault(exp.campaign, []).append(abs(delta))
+    errors.sort()
+    out.metric("send_time_error_p50_ms", percentile(errors, 50))
+    out.metric("send_time_error_p95_ms", percentile(errors, 95))
+    for campaign, values in per.items():
+        values.sort()
+        out.metric("send_time_error_p50_ms", percentile(values, 50), scope=campaign)
+        out.metric("send_time_error_p95_ms", percentile(values, 95), scope=campaign)
+    out.detail("send_time_error_ms", signed)
+
+
+@check
+def tracking_plan(ctx: CheckContext, out: Collector) -> None:
+    """Delivered events against the tracking plan (Segment Protocols' Required / Datatype / Unplanned-*)."""
+    total = 0
+    rows = []
+    for violation in ctx.evidence.violations.values():
+        total += violation.count
+        example_id, shopper, faults = violation.examples[0]
+        cause = attribution.violation_cause(faults, violation.field_path)
+        rows.append(
+            {
+                "violationType": violation.type,
+                "violationField": violation.field_path,
+                "violationDescription": violation.description,
+                "eventName": violation.event,
+                "eventMessageID": example_id,
+                "count": violation.count,
+                "cause": cause.text,
+            }
+        )
+        out.fail(
+            Failure(
+                check="tracking_plan",
+                severity=Severity.LOW,
+                title=f"{violation.type} {violation.field_path} on {violation.event}",
+                message=f"{violation.description} ({violation.count} events, e.g. {example_id})",
+                cause=cause.text,
+                cause_kind=cause.kind,
+                shopper=shopper,
+                event_id=example_id,
+                count=violation.count,
+            )
+        )
+    out.metric("tracking_plan_violations", total)
+    rows.sort(key=lambda r: (-int(r["count"]), str(r["eventName"]), str(r["violationField"])))  # type: ignore[call-overload]
+    out.detail("violations", rows)
+
+
+@check
+def ingestion_loss(ctx: CheckContext, out: Collector) -> None:
+    """Events the target acknowledged (ledger) that it does not have."""
+    observed = ctx.observed
+    path = ctx.ledger_path
+    if not observed.complete_events or path is None or not path.is_file():
+        out.metric("ingestion_loss", None)
+        return
+    import orjson
+
+    events = observed.events
+    missing: set[str] = set()
+    acknowledged = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            row = orjson.loads(line)
+            if row.get("state") != "acknowledged":
+                continue
+            acknowledged += 1
+            event_id = row.get("event_id") or ""
+            if event_id in events or event_id in missing:
+                continue
+            missing.add(event_id)
+            out.fail(
+                Failure(
+                    check="ingestion_loss",
+                    severity=Severity.HIGH,
+                    title="acknowledged event missing at the target",
+                    message=f"{row.get('name') or 'event'} {event_id} was acknowledged ({row.get('status')}) "
+                    "but is not in the target's data",
+                    cause="unexplained (acknowledged but not stored)",
+                    shopper=row.get("shopper"),
+                    event_id=event_id,
+                )
+            )
+    out.metric("ingestion_loss", len(missing))
+    out.detail("ingestion", {"acknowledged": acknowledged, "missing": len(missing)})
+
+
+@check
+def platform_rules(ctx: CheckContext, out: Collector) -> None:
+    """Observed sends against what a correct platform must do with what it received (delivered basis)."""
+    ev = ctx.evidence
+    expected: dict[tuple[str, str], bool] = {}
+    per_expected: dict[str, int] = dict.fromkeys(ev.scenario.campaigns, 0)
+    for exp in ev.delivered:
+        if exp.outcome is Outcome.SEND:
+            expected[(exp.campaign, exp.trigger_event_id)] = False
+            per_expected[exp.campaign] = per_expected.get(exp.campaign, 0) + 1
+    per_hit: dict[str, int] = {}
+    for send in ctx.observed.sends:
+        key = (send.campaign, send.trigger_event_id)
+        if key in expected:
+            if not expected[key]:
+                expected[key] = True
+                per_hit[send.campaign] = per_hit.get(send.campaign, 0) + 1
+            continue
+        rule = ctx.delivered_by_trigger.get(key)
+        why = (
+            f"platform rules say no ({rule.reason})" if rule is not None else "no delivered event triggers it"
+        )
+        out.fail(
+            Failure(
+                check="platform_rules",
+                severity=Severity.HIGH,
+                title=f"{send.campaign} sent against the platform rules",
+                message=f"{send.person} got {send.campaign} (trigger {send.trigger_event_id}); {why}",
+                cause="unexplained (platform or pipeline bug)",
+                campaign=send.campaign,
+                person=send.person,
+                shopper=ctx.shopper_of(send.person),
+                event_id=send.trigger_event_id,
+            )
+        )
+    for exp in ev.delivered:
+        if exp.outcome is not Outcome.SEND or expected.get((exp.campaign, exp.trigger_event_id)):
+            continue
+        out.fail(
+            Failure(
+                check="platform_rules",
+                severity=Severity.HIGH,
+                title=f"{exp.campaign} not sent though the platform rules require it",
+                message=f"{exp.person} should have got {exp.campaign} at {exp.send_ms} from what the target "
+                f"received (trigger {exp.trigger_event_id}); nothing was sent",
+                cause="unexplained (platform or pipeline bug)",
+                campaign=exp.campaign,
+                person=exp.person,
+                shopper=exp.shopper,
+                event_id=exp.trigger_event_id,
+            )
+        )
+    total = sum(per_expected.values())
+    out.metric("delivered_recall", _ratio(sum(per_hit.values()), total))
+    for campaign, n in per_expected.items():
+        out.metric("delivered_recall", _ratio(per_hit.get(campaign, 0), n), scope=campaign)
+
+
+@check
+def campaign_outcomes(ctx: CheckContext, out: Collector) -> None:
+    """The per-campaign outcome table of the report (no failures of its own)."""
+    ev = ctx.evidence
+    rows: dict[str, dict[str, int]] = {
+        name: {
+            "truth_send": 0,
+            "truth_suppressed": 0,
+            "truth_unaddressable": 0,
+            "delivered_send": 0,
+            "entered": 0,
+            "sent": 0,
+            "exited": 0,
+            "ok": 0,
+            "violation": 0,
+            "duplicate": 0,
+            "false": 0,
+        }
+        for name in ev.scenario.campaigns
+    }
+    for exp in ev.truth:
+        row = rows.setdefault(exp.campaign, {})
+        if exp.outcome is Outcome.SEND:
+            row["truth_send"] = row.get("truth_send", 0) + 1
+        elif exp.reason in ("purchased", "exited"):
+            row["truth_suppressed"] = row.get("truth_suppressed", 0) + 1
+        elif exp.reason == "unaddressable":
+            row["truth_unaddressable"] = row.get("truth_unaddressable", 0) + 1
+    for exp in ev.delivered:
+        if exp.outcome is Outcome.SEND:
+            row = rows.setdefault(exp.campaign, {})
+            row["delivered_send"] = row.get("delivered_send", 0) + 1
+    observed = ctx.observed
+    for kind, journeys in (
+        ("entered", observed.entries),
+        ("sent", observed.sends),
+        ("exited", observed.exits),
+    ):
+        for j in journeys:
+            row = rows.setdefault(j.campaign, {})
+            row[kind] = row.get(kind, 0) + 1
+    for verdict in ctx.pairing.verdicts:
+        row = rows.setdefault(verdict.send.campaign, {})
+        row[verdict.category] = row.get(verdict.category, 0) + 1
+    out.detail("campaigns", rows)

@@ -1,0 +1,416 @@
+"""Evidence from the generating side: truth, delivery plan and both expectation sets, indexed for joins.
+
+:class:`EvidenceBuilder` is fed while the run streams (each :class:`ShopperLife` as it is
+simulated, each :class:`Delivery` as it is planned), so the checker never needs the whole
+stream in memory: it keeps per-shopper and per-person summaries, the expectations, compact
+records of the deliveries that matter for attribution (campaign trigger and exit events,
+identifies, anonymous events) and running aggregates (tracking-plan violations, histograms).
+
+Everything is keyed by ids (STYLE.md rule 8): truth ids, delivered ids (new-id double fires map
+back to their truth id) and person ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from generator.events import CallType, Delivery, Event, Expectation, Outcome, ShopperLife
+from generator.expect import DeliveredEngine, TruthEngine, campaign_horizon_ms
+from generator.scenario.model import PropertySpec, Scenario
+
+HOUR_MS = 3_600_000
+MAX_EXAMPLES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryInfo:
+    """What the checker remembers of one planned delivery (no properties)."""
+
+    event_id: str
+    truth_id: str
+    shopper: int
+    name: str
+    type: str
+    timestamp_ms: int
+    arrival_ms: int
+    faults: tuple[str, ...]
+    dropped: bool
+    oversize: bool
+    user_id: str | None
+    anonymous_id: str | None
+
+    @property
+    def arrived(self) -> bool:
+        return not (self.dropped or self.oversize)
+
+
+@dataclass(frozen=True, slots=True)
+class TruthEvent:
+    """A truth event the checks refer to (campaign trigger and exit events)."""
+
+    id: str
+    shopper: int
+    name: str
+    timestamp_ms: int
+
+
+@dataclass(slots=True)
+class ShopperTruth:
+    """Per-shopper facts from the truth stream."""
+
+    shopper: int
+    user_id: str
+    identified_ms: int | None
+    anonymous_ids: tuple[str, ...]
+    start_ms: int
+
+
+@dataclass(slots=True)
+class Violation:
+    """One aggregated tracking-plan violation kind (Segment Protocols' shape)."""
+
+    type: str
+    event: str
+    field_path: str
+    """Segment's ``violationField``, e.g. ``properties.product_id``."""
+    description: str
+    count: int = 0
+    examples: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)
+    """(event id, shopper, fault tags) of the first few occurrences."""
+
+
+@dataclass(slots=True)
+class Evidence:
+    """Everything the checks know about what should have happened (see the module docstring)."""
+
+    scenario: Scenario
+    truth: list[Expectation]
+    delivered: list[Expectation]
+    shoppers: dict[int, ShopperTruth]
+    person_shopper: dict[str, int]
+    truth_events: dict[str, TruthEvent]
+    exits: dict[int, list[TruthEvent]]
+    """Truth exit events (any campaign's ``exit_on``) per shopper, in time order."""
+    deliveries: dict[str, list[DeliveryInfo]]
+    copies: dict[str, str]
+    anonymous: list[DeliveryInfo]
+    identifies: dict[str, DeliveryInfo]
+    identify_infos: dict[int, list[DeliveryInfo]]
+    """Every planned identify per shopper (dropped ones too: attribution reads their fault tags)."""
+    identified_shoppers: set[int]
+    violations: dict[tuple[str, str, str], Violation]
+    funnel: dict[str, int]
+    counts: dict[str, int]
+    fault_counts: dict[str, int]
+    truth_hourly: dict[int, int]
+    arrival_hourly: dict[int, int]
+    latency_ms: list[int]
+    first_ms: int
+    last_arrival_ms: int
+    horizon_ms: int
+
+    def truth_id(self, event_id: str) -> str:
+        """The truth id of a delivered event id (itself unless it is a new-id double fire)."""
+        return self.copies.get(event_id, event_id)
+
+    def deliveries_of(self, truth_id: str) -> list[DeliveryInfo]:
+        return self.deliveries.get(truth_id, [])
+
+
+class EvidenceBuilder:
+    """Feed lives and deliveries as they stream; :meth:`finish` returns the :class:`Evidence`."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self._truth_engine = TruthEngine(scenario)
+        self._delivered_engine = DeliveredEngine(scenario)
+        self._truth: list[Expectation] = []
+        self._delivered: list[Expectation] = []
+        trigger_names = {c.trigger.event_name for c in scenario.campaigns.values()}
+        exit_names = {n for c in scenario.campaigns.values() for n in c.exit_on}
+        self._trigger_names = frozenset(trigger_names)
+        self._exit_names = frozenset(exit_names)
+        self._relevant = frozenset(trigger_names | exit_names)
+        plan = scenario.tracking_plan
+        self._plan_events = plan.all_events
+        self._plan_page = plan.page_properties
+        self.shoppers: dict[int, ShopperTruth] = {}
+        self.person_shopper: dict[str, int] = {}
+        self.truth_events: dict[str, TruthEvent] = {}
+        self.exits: dict[int, list[TruthEvent]] = {}
+        self.deliveries: dict[str, list[DeliveryInfo]] = {}
+        self.copies: dict[str, str] = {}
+        self.anonymous: list[DeliveryInfo] = []
+        self.identifies: dict[str, DeliveryInfo] = {}
+        self.identify_infos: dict[int, list[DeliveryInfo]] = {}
+        self.identified_shoppers: set[int] = set()
+        self.violations: dict[tuple[str, str, str], Violation] = {}
+        self._funnel_sets: dict[str, int] = {}
+        self.counts: dict[str, int] = {
+            "shoppers": 0,
+            "truth_events": 0,
+            "planned": 0,
+            "dropped": 0,
+            "oversize": 0,
+            "delivered": 0,
+            "duplicates": 0,
+        }
+        self.fault_counts: dict[str, int] = {}
+        self.truth_hourly: dict[int, int] = {}
+        self.arrival_hourly: dict[int, int] = {}
+        self.latency_ms: list[int] = []
+        self._seen: set[str] = set()
+        self._first_ms: int | None = None
+        self._last_arrival = 0
+
+    # -- truth side
+
+    def add_life(self, life: ShopperLife) -> None:
+        """Record one shopper's truth (and their truth expectations)."""
+        events = life.events
+        counts = self.counts
+        counts["shoppers"] += 1
+        counts["truth_events"] += len(events)
+        if self._first_ms is None or life.start_ms < self._first_ms:
+            self._first_ms = life.start_ms
+        self._truth.extend(self._truth_engine.shopper(list(events)))
+        user_id = ""
+        identified_ms: int | None = None
+        names: set[str] = set()
+        hourly = self.truth_hourly
+        for event in events:
+            if event.user_id and identified_ms is None:
+                identified_ms = event.timestamp_ms
+                user_id = event.user_id
+            hour = event.timestamp_ms // HOUR_MS
+            hourly[hour] = hourly.get(hour, 0) + 1
+            if event.type is CallType.IDENTIFY:
+                names.add("identified")
+                continue
+            names.add(event.name)
+            if event.name in self._relevant:
+                truth_event = TruthEvent(event.id, event.shopper, event.name, event.timestamp_ms)
+                self.truth_events[event.id] = truth_event
+                if event.name in self._exit_names:
+                    self.exits.setdefault(event.shopper, []).append(truth_event)
+        self.person_shopper[life.person.user_id] = life.person.shopper
+        if user_id:
+            self.person_shopper[user_id] = life.person.shopper
+        self.shoppers[life.person.shopper] = ShopperTruth(
+            shopper=life.person.shopper,
+            user_id=user_id,
+            identified_ms=identified_ms,
+            anonymous_ids=life.person.anonymous_ids,
+            start_ms=life.start_ms,
+        )
+        funnel = self._funnel_sets
+        for name in names:
+            funnel[name] = funnel.get(name, 0) + 1
+
+    def tap_lives(self, lives: Iterable[ShopperLife]) -> Iterator[ShopperLife]:
+        """Pass lives through, recording each (for the fault stage to consume downstream)."""
+        for life in lives:
+            self.add_life(life)
+            yield life
+
+    # -- delivery side
+
+    def add_delivery(self, delivery: Delivery) -> None:
+        """Record one planned delivery (and advance the delivered-basis expectations)."""
+        self._delivered.extend(self._delivered_engine.feed(delivery))
+        event = delivery.event
+        counts = self.counts
+        counts["planned"] += 1
+        for tag in delivery.faults:
+            key = _tag_kind(tag)
+            self.fault_counts[key] = self.fault_counts.get(key, 0) + 1
+        if event.id != delivery.truth_id:
+            self.copies[event.id] = delivery.truth_id
+        info: DeliveryInfo | None = None
+        name = event.name
+        relevant = (
+            name in self._relevant
+            or event.type is CallType.IDENTIFY
+            or any(t.startswith("name_drift:") for t in delivery.faults)
+        )
+        anonymous_only = not event.user_id and event.type is not CallType.IDENTIFY
+        if relevant or anonymous_only:
+            info = DeliveryInfo(
+                event_id=event.id,
+                truth_id=delivery.truth_id,
+                shopper=event.shopper,
+                name=name,
+                type=event.type.value,
+                timestamp_ms=event.timestamp_ms,
+                arrival_ms=delivery.arrival_ms,
+                faults=delivery.faults,
+                dropped=delivery.dropped,
+                oversize=delivery.oversize,
+                user_id=event.user_id,
+                anonymous_id=event.anonymous_id,
+            )
+            if relevant:
+                self.deliveries.setdefault(delivery.truth_id, []).append(info)
+            if event.type is CallType.IDENTIFY:
+                self.identify_infos.setdefault(event.shopper, []).append(info)
+        if delivery.dropped:
+            counts["dropped"] += 1
+            return
+        if delivery.oversize:
+            counts["oversize"] += 1
+            return
+        if event.id in self._seen:
+            counts["duplicates"] += 1
+            return
+        self._seen.add(event.id)
+        counts["delivered"] += 1
+        if delivery.arrival_ms > self._last_arrival:
+            self._last_arrival = delivery.arrival_ms
+        hour = delivery.arrival_ms // HOUR_MS
+        self.arrival_hourly[hour] = self.arrival_hourly.get(hour, 0) + 1
+        self.latency_ms.append(delivery.arrival_ms - event.timestamp_ms)
+        if event.type is CallType.IDENTIFY:
+            if event.user_id:
+                self.identified_shoppers.add(event.shopper)
+                if event.anonymous_id and info is not None:
+                    self.identifies[event.anonymous_id] = info
+            return
+        if event.user_id:
+            self.identified_shoppers.add(event.shopper)
+        elif info is not None and event.anonymous_id:
+            self.anonymous.append(info)
+        self._conform(event, delivery.faults)
+
+    def tap_plan(self, plan: Iterable[Delivery]) -> Iterator[Delivery]:
+        """Pass deliveries through, recording each (for the sender to consume downstream)."""
+        for delivery in plan:
+            self.add_delivery(delivery)
+            yield delivery
+
+    def _conform(self, event: Event, faults: tuple[str, ...]) -> None:
+        # Tracking-plan conformance of what was delivered (Segment Protocols' violation kinds).
+        if event.type is CallType.TRACK:
+            spec = self._plan_events.get(event.name)
+            if spec is None:
+                self._violate(
+                    "Unplanned-Event",
+                    event,
+                    "event",
+                    f"event {event.name!r} is not in the tracking plan",
+                    faults,
+                )
+                return
+            planned = spec.properties
+        elif event.type is CallType.PAGE:
+            planned = self._plan_page
+        else:
+            return
+        props = event.properties
+        for prop, prop_spec in planned.items():
+            if prop not in props or props[prop] is None:
+                if prop_spec.required:
+                    self._violate(
+                        "Required",
+                        event,
+                        f"properties.{prop}",
+                        f"required property {prop!r} is missing",
+                        faults,
+                    )
+                continue
+            if not _type_ok(props[prop], prop_spec):
+                actual = _json_type(props[prop])
+                self._violate(
+                    "Datatype",
+                    event,
+                    f"properties.{prop}",
+                    f"{prop!r} must be {prop_spec.type}, got {actual}",
+                    faults,
+                )
+        for prop in props:
+            if prop not in planned:
+                self._violate(
+                    "Unplanned-Property",
+                    event,
+                    f"properties.{prop}",
+                    f"property {prop!r} is not planned for {event.name!r}",
+                    faults,
+                )
+
+    def _violate(
+        self, kind: str, event: Event, field_name: str, description: str, faults: tuple[str, ...]
+    ) -> None:
+        key = (kind, event.name, field_name)
+        violation = self.violations.get(key)
+        if violation is None:
+            violation = self.violations[key] = Violation(kind, event.name, field_name, description)
+        violation.count += 1
+        if len(violation.examples) < MAX_EXAMPLES:
+            violation.examples.append((event.id, event.shopper, faults))
+
+    def finish(self) -> Evidence:
+        """Close both expectation engines and return the evidence."""
+        self._delivered.extend(self._delivered_engine.finish())
+        funnel = dict(self._funnel_sets)
+        funnel["shoppers"] = self.counts["shoppers"]
+        return Evidence(
+            scenario=self.scenario,
+            truth=self._truth,
+            delivered=self._delivered,
+            shoppers=self.shoppers,
+            person_shopper=self.person_shopper,
+            truth_events=self.truth_events,
+            exits=self.exits,
+            deliveries=self.deliveries,
+            copies=self.copies,
+            anonymous=self.anonymous,
+            identifies=self.identifies,
+            identify_infos=self.identify_infos,
+            identified_shoppers=self.identified_shoppers,
+            violations=self.violations,
+            funnel=funnel,
+            counts=self.counts,
+            fault_counts=self.fault_counts,
+            truth_hourly=self.truth_hourly,
+            arrival_hourly=self.arrival_hourly,
+            latency_ms=self.latency_ms,
+            first_ms=self._first_ms if self._first_ms is not None else self.scenario.start_ms,
+            last_arrival_ms=self._last_arrival,
+            horizon_ms=campaign_horizon_ms(self.scenario),
+        )
+
+
+def _tag_kind(tag: str) -> str:
+    """The category of a fault tag (``schema_drift:rename:a>b`` → ``schema_drift``)."""
+    return tag.split(":", 1)[0]
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null" if value is None else type(value).__name__
+
+
+def _type_ok(value: Any, spec: PropertySpec) -> bool:
+    actual = _json_type(value)
+    if spec.type == "number":
+        return actual in ("number", "integer")
+    if spec.type == "integer":
+        return actual == "integer" or (actual == "number" and float(value).is_integer())
+    return actual == spec.type
+
+
+def expected_sends(expectations: Iterable[Expectation]) -> Iterator[Expectation]:
+    """The SEND expectations of a list."""
+    return (e for e in expectations if e.outcome is Outcome.SEND)

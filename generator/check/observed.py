@@ -1,0 +1,95 @@
+"""Observations indexed for the checks: sends, entries, exits, skips, ingested events and profiles.
+
+Built once from any observation source. ``complete_events`` says whether every ingested event
+is visible (the emulator export) — merge completeness and ingestion loss are measurable only
+then; ``comparable_times`` says whether observed times are on the simulated timeline (virtual
+clock) — send-time error and time-based suppression need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from generator.events import Observation, ObservationKind
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    """One observed campaign step for a person (entry, send, exit, drop or skip)."""
+
+    campaign: str
+    person: str
+    trigger_event_id: str
+    at_ms: int
+    reason: str = ""
+    exit_event_id: str = ""
+
+
+@dataclass(slots=True)
+class Observed:
+    """The target's side of the story, indexed by ids."""
+
+    source: str
+    complete_events: bool
+    comparable_times: bool
+    sends: list[Journey] = field(default_factory=list)
+    entries: list[Journey] = field(default_factory=list)
+    exits: list[Journey] = field(default_factory=list)
+    drops: list[Journey] = field(default_factory=list)
+    skips: list[Journey] = field(default_factory=list)
+    events: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """event id → (person or "", outcome) of the first record of that id."""
+    profiles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """person → merged anonymous ids."""
+    count: int = 0
+
+    @property
+    def has_entries(self) -> bool:
+        return bool(self.entries) or self.source == "emulator"
+
+    @classmethod
+    def build(
+        cls,
+        observations: Iterable[Observation],
+        *,
+        source: str,
+        complete_events: bool,
+        comparable_times: bool,
+    ) -> Observed:
+        """Index ``observations`` (consumed once)."""
+        out = cls(source=source, complete_events=complete_events, comparable_times=comparable_times)
+        events = out.events
+        sends, entries, exits, drops, skips = out.sends, out.entries, out.exits, out.drops, out.skips
+        n = 0
+        event_kind = ObservationKind.EVENT
+        for obs in observations:
+            n += 1
+            kind = obs.kind
+            if kind is event_kind:
+                if obs.event_id not in events:
+                    events[obs.event_id] = (obs.person, obs.reason)
+                continue
+            if kind is ObservationKind.PROFILE:
+                out.profiles[obs.person] = tuple(obs.data.get("anonymous_ids") or ())
+                continue
+            journey = Journey(
+                obs.campaign,
+                obs.person,
+                obs.event_id,
+                obs.at_ms,
+                obs.reason,
+                str(obs.data.get("exit_event_id") or "") if kind is ObservationKind.EXIT else "",
+            )
+            if kind is ObservationKind.SEND:
+                sends.append(journey)
+            elif kind is ObservationKind.ENTRY:
+                entries.append(journey)
+            elif kind is ObservationKind.EXIT:
+                exits.append(journey)
+            elif kind is ObservationKind.DROP:
+                drops.append(journey)
+            elif kind is ObservationKind.SKIP:
+                skips.append(journey)
+        out.count = n
+        return out

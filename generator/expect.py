@@ -1,0 +1,561 @@
+"""Campaign rules over a stream → Expectation records (DESIGN.md, "Two expectation sets").
+
+:func:`expectations` is a pure function of the scenario's ``campaigns:`` and a stream. It never
+looks at the system under test; the emulator implements the same rules independently and the
+golden cases in ``tests/golden/campaign_cases/`` pin the two together.
+
+Two bases:
+
+``truth`` — the marketer's ideal, over truth :class:`~generator.events.Event` s in event time
+    (grouped by shopper, as :func:`generator.simulate.simulate` yields them). Every shopper's
+    events count the moment they happen, whatever device or identity they were sent under. An
+    entry happens at the trigger's timestamp; the message is due ``delay`` later; an ``exit_on``
+    event stamped after the trigger and before the send suppresses it (``purchased`` for a
+    purchase, else ``exited``). A shopper not identified by the send time cannot be messaged
+    (``unaddressable``); such non-entries do not count towards ``frequency``.
+
+``delivered`` — what a correct platform must do with what it received, over
+    :class:`~generator.events.Delivery` records in arrival order, with the platform rules of
+    reference/customerio.md §6–8: dropped and oversize deliveries never arrive; a repeated event
+    id is ignored; only identified people enter (an anonymous event is associated on an identify
+    carrying its anonymous id, or when it arrives up to 5 minutes after that identify); an event
+    triggers only if associated within 72 h of its timestamp (``stale``); ``frequency`` limits
+    entries; an ``exit_on`` event processed after the entry and before the send exits; the
+    send is due ``delay`` after the entry (= association time). Renamed events do not trigger
+    and retyped properties fail typed filters, simply because the rules see the delivered event.
+
+Every (campaign, trigger event) that passes the name and property filters yields exactly one
+expectation: SEND with ``send_ms``, or NO_SEND with ``reason`` in ``purchased``, ``exited``,
+``unaddressable`` (truth: not identified by the send time), ``anonymous`` (delivered: never
+associated with a person), ``stale`` (delivered: older than 72 h at association) or
+``frequency``. ``trigger_ms`` is the entry time: the event time (truth) or the association time
+(delivered). Expectations are yielded as they become final, not in any global order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from generator.events import CallType, Delivery, Event, Expectation, Outcome
+from generator.scenario.model import Campaign, Scenario
+
+Basis = Literal["truth", "delivered"]
+
+STALE_MS = 72 * 3_600_000
+"""An event triggers campaigns only if associated within 72 h of its timestamp (customerio.md §8.1)."""
+
+MERGE_WINDOW_MS = 5 * 60_000
+"""Anonymous events arriving up to 5 minutes after the identify still merge (customerio.md §6)."""
+
+ANON_RETENTION_MS = 30 * 86_400_000
+"""Anonymous events are kept 30 days of event time; older ones never merge (customerio.md §6)."""
+
+PURCHASE_EVENTS = frozenset({"Order Completed", "Checkout Completed", "Order Placed", "Purchase"})
+"""Exit events reported as ``purchased`` rather than the generic ``exited``."""
+
+
+def expectations(
+    scenario: Scenario, stream: Iterable[Event] | Iterable[Delivery], *, basis: Basis
+) -> Iterator[Expectation]:
+    """Apply the scenario's campaign rules to ``stream`` and yield one expectation per trigger.
+
+    ``basis="truth"`` takes truth Events grouped by shopper (each shopper's events in time
+    order); ``basis="delivered"`` takes Deliveries in arrival order. See the module docstring.
+    """
+    if basis == "truth":
+        yield from _drive_truth(TruthEngine(scenario), stream)
+        return
+    if basis == "delivered":
+        delivered = DeliveredEngine(scenario)
+        for item in stream:
+            if not isinstance(item, Delivery):
+                raise TypeError(f"basis='delivered' takes Delivery records, got {type(item).__name__}")
+            yield from delivered.feed(item)
+        yield from delivered.finish()
+        return
+    raise ValueError(f"basis must be 'truth' or 'delivered', got {basis!r}")
+
+
+def _drive_truth(engine: TruthEngine, stream: Iterable[Event] | Iterable[Delivery]) -> Iterator[Expectation]:
+    current: list[Event] = []
+    done: set[int] = set()
+    for event in stream:
+        if not isinstance(event, Event):
+            raise TypeError(f"basis='truth' takes Event records, got {type(event).__name__}")
+        if current and event.shopper != current[0].shopper:
+            done.add(current[0].shopper)
+            yield from engine.shopper(current)
+            current = []
+        if event.shopper in done:
+            raise ValueError(
+                f"the truth stream must be grouped by shopper; shopper {event.shopper} reappeared"
+            )
+        current.append(event)
+    if current:
+        yield from engine.shopper(current)
+
+
+# --------------------------------------------------------------------------- shared rules
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """The campaigns indexed for the hot path: who triggers on / exits on which event name."""
+
+    by_trigger: Mapping[str, tuple[tuple[str, Campaign], ...]]
+    by_exit: Mapping[str, tuple[str, ...]]
+    history_names: frozenset[str]
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> _Rules:
+        by_trigger: dict[str, list[tuple[str, Campaign]]] = {}
+        by_exit: dict[str, list[str]] = {}
+        history: set[str] = set()
+        for name, campaign in scenario.campaigns.items():
+            by_trigger.setdefault(campaign.trigger.event_name, []).append((name, campaign))
+            for exit_name in dict.fromkeys(campaign.exit_on):
+                by_exit.setdefault(exit_name, []).append(name)
+            behavior = campaign.trigger.behavior
+            if behavior is not None:
+                history.add(behavior.event)
+                history.update(behavior.and_not)
+        return cls(
+            by_trigger={k: tuple(v) for k, v in by_trigger.items()},
+            by_exit={k: tuple(v) for k, v in by_exit.items()},
+            history_names=frozenset(history),
+        )
+
+    def relevant(self, name: str) -> bool:
+        """Whether an event name matters to any campaign (trigger, exit or behaviour history)."""
+        return name in self.by_trigger or name in self.by_exit or name in self.history_names
+
+
+def trigger_matches(campaign: Campaign, event: Event, history: Mapping[str, list[int]]) -> bool:
+    """Whether ``event`` (already known to carry the trigger's event name) passes the trigger.
+
+    ``history`` maps event names to the timestamps (ms) of the person's events processed so
+    far, this event included; behaviour triggers count in it by timestamp.
+    """
+    trigger = campaign.trigger
+    props = event.properties
+    for condition in trigger.where:
+        if not condition.matches(props):
+            return False
+    behavior = trigger.behavior
+    if behavior is None:
+        return True
+    ts = event.timestamp_ms
+    lo = ts - behavior.within
+    count = sum(1 for t in history.get(behavior.event, ()) if lo <= t <= ts)
+    if count < behavior.at_least:
+        return False
+    lo_not = ts - behavior.exclusion_window
+    return not any(lo_not <= t <= ts for name in behavior.and_not for t in history.get(name, ()))
+
+
+def filters_match(campaign: Campaign, event: Event) -> bool:
+    """Whether the trigger's ``where`` filters pass on the event's properties (no behaviour part)."""
+    return all(condition.matches(event.properties) for condition in campaign.trigger.where)
+
+
+def exit_reason(exit_name: str) -> str:
+    """``purchased`` for purchase events, ``exited`` otherwise."""
+    return "purchased" if exit_name in PURCHASE_EVENTS else "exited"
+
+
+def _allowed(campaign: Campaign, entries: list[int], now: int) -> bool:
+    """Whether ``frequency`` lets a person with these earlier entry times enter at ``now``."""
+    if not entries:
+        return True
+    gap = campaign.reentry_ms
+    if gap is None:
+        return False
+    return now - entries[-1] >= gap
+
+
+# --------------------------------------------------------------------------- truth
+
+
+class TruthEngine:
+    """Campaign rules over one shopper's truth events at a time (event time, shopper-level identity)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._rules = _Rules.of(scenario)
+        self._campaigns = scenario.campaigns
+
+    def shopper(self, events: list[Event]) -> Iterator[Expectation]:
+        """Expectations for one shopper's events (any order; sorted here by time, then seq)."""
+        rules = self._rules
+        ordered = sorted(events, key=lambda e: (e.timestamp_ms, e.seq))
+        identified_ms: int | None = None
+        user_id = ""
+        for event in ordered:
+            if event.user_id:
+                identified_ms = event.timestamp_ms
+                user_id = event.user_id
+                break
+        history: dict[str, list[int]] = {}
+        entries: dict[str, list[int]] = {}
+        # Open entries per campaign: [trigger event, send_ms]; an exit closes them.
+        active: dict[str, list[tuple[Event, int]]] = {}
+        for event in ordered:
+            if event.type is not CallType.TRACK:
+                continue  # only track events trigger, exit or count for behaviour (pages, screens: no)
+            name = event.name
+            ts = event.timestamp_ms
+            if name in rules.history_names:
+                history.setdefault(name, []).append(ts)
+            for campaign_name in rules.by_exit.get(name, ()):
+                still = []
+                for trig, send_ms in active.get(campaign_name, ()):
+                    if ts < send_ms:
+                        yield _exp(
+                            "truth",
+                            campaign_name,
+                            user_id,
+                            trig,
+                            ts_entry=trig.timestamp_ms,
+                            outcome=Outcome.NO_SEND,
+                            reason=exit_reason(name),
+                            exit_event_id=event.id,
+                        )
+                    else:
+                        still.append((trig, send_ms))
+                active[campaign_name] = still
+            for campaign_name, campaign in rules.by_trigger.get(name, ()):
+                if not trigger_matches(campaign, event, history):
+                    continue
+                send_ms = ts + campaign.delay
+                if identified_ms is None or identified_ms > send_ms:
+                    person = user_id or (event.anonymous_id or "")
+                    yield _exp(
+                        "truth",
+                        campaign_name,
+                        person,
+                        event,
+                        ts_entry=ts,
+                        outcome=Outcome.NO_SEND,
+                        reason="unaddressable",
+                    )
+                    continue
+                previous = entries.setdefault(campaign_name, [])
+                if not _allowed(campaign, previous, ts):
+                    yield _exp(
+                        "truth",
+                        campaign_name,
+                        user_id,
+                        event,
+                        ts_entry=ts,
+                        outcome=Outcome.NO_SEND,
+                        reason="frequency",
+                    )
+                    continue
+                previous.append(ts)
+                active.setdefault(campaign_name, []).append((event, send_ms))
+        for campaign_name, open_entries in active.items():
+            for trig, send_ms in open_entries:
+                yield _exp(
+                    "truth",
+                    campaign_name,
+                    user_id,
+                    trig,
+                    ts_entry=trig.timestamp_ms,
+                    outcome=Outcome.SEND,
+                    send_ms=send_ms,
+                )
+
+
+def _exp(
+    basis: str,
+    campaign: str,
+    person: str,
+    trigger: Event,
+    *,
+    ts_entry: int,
+    outcome: Outcome,
+    send_ms: int | None = None,
+    reason: str = "",
+    exit_event_id: str | None = None,
+) -> Expectation:
+    return Expectation(
+        basis=basis,
+        campaign=campaign,
+        person=person,
+        shopper=trigger.shopper,
+        outcome=outcome,
+        trigger_event_id=trigger.id,
+        trigger_ms=ts_entry,
+        send_ms=send_ms,
+        reason=reason,
+        exit_event_id=exit_event_id,
+    )
+
+
+# --------------------------------------------------------------------------- delivered
+
+
+@dataclass(slots=True)
+class _Entry:
+    campaign: str
+    person: str
+    trigger: Event
+    entry_ms: int
+    send_ms: int
+    closed: bool = False
+
+
+@dataclass(slots=True)
+class _Person:
+    history: dict[str, list[int]] = field(default_factory=dict)
+    entries: dict[str, list[int]] = field(default_factory=dict)
+    active: dict[str, list[_Entry]] = field(default_factory=dict)
+    email: str | None = None
+    unsubscribed: bool = False
+
+
+def _truthy_flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value == 1
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return False
+
+
+class DeliveredEngine:
+    """The platform rules as an online state machine over deliveries in arrival order.
+
+    Feed deliveries with :meth:`feed` (which yields what became final), then call
+    :meth:`finish`. State is per person and per pending anonymous id, so memory grows with
+    people, not with events. Beyond the campaign rules, a due message goes out only to a person
+    with an email who is not unsubscribed (from identify traits), else NO_SEND ``no_email`` /
+    ``unsubscribed`` — the platform drops it.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._rules = _Rules.of(scenario)
+        self._seen: set[str] = set()
+        self._people: dict[str, _Person] = {}
+        # anonymous id → (person, arrival of the identify that claimed it)
+        self._owner: dict[str, tuple[str, int]] = {}
+        # anonymous id → (arrival order, event) stored while nobody owned it (relevant names only)
+        self._pending: dict[str, list[tuple[int, Event]]] = {}
+        self._due: list[tuple[int, int, _Entry]] = []
+        self._tick = 0
+        self._order = 0
+        self._now = 0
+
+    def feed(self, delivery: Delivery) -> Iterator[Expectation]:
+        """Process one delivery at its arrival time; yield the expectations that became final."""
+        if delivery.dropped or delivery.oversize:
+            return
+        event = delivery.event
+        if event.id in self._seen:
+            return
+        self._seen.add(event.id)
+        now = delivery.arrival_ms
+        if now < self._now:
+            # Arrival order is the contract; a straggler is processed at the platform's clock,
+            # which never goes backwards (like the emulator's virtual clock).
+            now = self._now
+        self._now = now
+        yield from self._fire_due(now)
+        if event.type is CallType.IDENTIFY:
+            if event.user_id:
+                yield from self._identify(event, now)
+            return
+        if event.user_id:
+            yield from self._associate(event.user_id, event, now)
+            return
+        anon = event.anonymous_id
+        if not anon:
+            return
+        owner = self._owner.get(anon)
+        if owner is not None and now - owner[1] <= MERGE_WINDOW_MS:
+            yield from self._associate(owner[0], event, now)
+            return
+        if event.type is CallType.TRACK and self._rules.relevant(event.name):
+            self._order += 1
+            self._pending.setdefault(anon, []).append((self._order, event))
+
+    def finish(self) -> Iterator[Expectation]:
+        """Everything still open: due sends, and triggers that never reached a person."""
+        yield from self._fire_due(None)
+        for anon, stored in self._pending.items():
+            for _, event in stored:
+                for campaign_name, campaign in self._rules.by_trigger.get(event.name, ()):
+                    if filters_match(campaign, event):
+                        yield _exp(
+                            "delivered",
+                            campaign_name,
+                            anon,
+                            event,
+                            ts_entry=event.timestamp_ms,
+                            outcome=Outcome.NO_SEND,
+                            reason="anonymous",
+                        )
+        self._pending = {}
+
+    # -- internals
+
+    def _identify(self, event: Event, now: int) -> Iterator[Expectation]:
+        person_id = event.user_id
+        assert person_id is not None
+        person = self._people.get(person_id)
+        if person is None:
+            person = self._people[person_id] = _Person()
+        traits = event.properties
+        email = traits.get("email")
+        if isinstance(email, str) and email:
+            person.email = email
+        if "unsubscribed" in traits:
+            person.unsubscribed = _truthy_flag(traits.get("unsubscribed"))
+        anon = event.anonymous_id
+        if not anon:
+            return
+        owner = self._owner.get(anon)
+        if owner is not None and owner[0] != person_id:
+            return  # "an anonymous id is not reusable": it stays with the first person
+        self._owner[anon] = (person_id, now)
+        stored = self._pending.pop(anon, None)
+        if not stored:
+            return
+        # Merged events are processed now, oldest timestamp first (as a workspace replays history).
+        stored.sort(key=lambda item: (item[1].timestamp_ms, item[0]))
+        for _, pending_event in stored:
+            if now - pending_event.timestamp_ms > ANON_RETENTION_MS:
+                continue
+            yield from self._associate(person_id, pending_event, now)
+
+    def _fire_due(self, now: int | None) -> Iterator[Expectation]:
+        # The platform fires every send due at or before "now" before it processes a request.
+        due = self._due
+        while due and (now is None or due[0][0] <= now):
+            _, _, entry = heapq.heappop(due)
+            if entry.closed:
+                continue
+            entry.closed = True
+            person = self._people[entry.person]
+            active = person.active.get(entry.campaign)
+            if active is not None and entry in active:
+                active.remove(entry)
+            if not person.email:
+                yield _exp(
+                    "delivered",
+                    entry.campaign,
+                    entry.person,
+                    entry.trigger,
+                    ts_entry=entry.entry_ms,
+                    outcome=Outcome.NO_SEND,
+                    send_ms=entry.send_ms,
+                    reason="no_email",
+                )
+            elif person.unsubscribed:
+                yield _exp(
+                    "delivered",
+                    entry.campaign,
+                    entry.person,
+                    entry.trigger,
+                    ts_entry=entry.entry_ms,
+                    outcome=Outcome.NO_SEND,
+                    send_ms=entry.send_ms,
+                    reason="unsubscribed",
+                )
+            else:
+                yield _exp(
+                    "delivered",
+                    entry.campaign,
+                    entry.person,
+                    entry.trigger,
+                    ts_entry=entry.entry_ms,
+                    outcome=Outcome.SEND,
+                    send_ms=entry.send_ms,
+                )
+
+    def _associate(self, person_id: str, event: Event, now: int) -> Iterator[Expectation]:
+        person = self._people.get(person_id)
+        if person is None:
+            person = self._people[person_id] = _Person()
+        if event.type is not CallType.TRACK:
+            return  # only track events trigger, exit or count for behaviour
+        rules = self._rules
+        name = event.name
+        if name in rules.history_names:
+            person.history.setdefault(name, []).append(event.timestamp_ms)
+        for campaign_name in rules.by_exit.get(name, ()):
+            active = person.active.get(campaign_name)
+            if not active:
+                continue
+            for entry in active:
+                # Entries due at or before now were already sent by _fire_due.
+                entry.closed = True
+                yield _exp(
+                    "delivered",
+                    campaign_name,
+                    person_id,
+                    entry.trigger,
+                    ts_entry=entry.entry_ms,
+                    outcome=Outcome.NO_SEND,
+                    reason=exit_reason(name),
+                    exit_event_id=event.id,
+                )
+            active.clear()
+        for campaign_name, campaign in rules.by_trigger.get(name, ()):
+            if not trigger_matches(campaign, event, person.history):
+                continue
+            if now - event.timestamp_ms > STALE_MS:
+                yield _exp(
+                    "delivered",
+                    campaign_name,
+                    person_id,
+                    event,
+                    ts_entry=now,
+                    outcome=Outcome.NO_SEND,
+                    reason="stale",
+                )
+                continue
+            previous = person.entries.setdefault(campaign_name, [])
+            if not _allowed(campaign, previous, now):
+                yield _exp(
+                    "delivered",
+                    campaign_name,
+                    person_id,
+                    event,
+                    ts_entry=now,
+                    outcome=Outcome.NO_SEND,
+                    reason="frequency",
+                )
+                continue
+            previous.append(now)
+            entry = _Entry(campaign_name, person_id, event, now, now + campaign.delay)
+            person.active.setdefault(campaign_name, []).append(entry)
+            self._tick += 1
+            heapq.heappush(self._due, (entry.send_ms, self._tick, entry))
+            if campaign.delay == 0:
+                # A zero delay sends at once: nothing processed later can exit it.
+                yield from self._fire_due(now)
+
+
+def campaign_horizon_ms(scenario: Scenario) -> int:
+    """The longest campaign delay (ms): how far past the last arrival sends can still be due."""
+    return max((c.delay for c in scenario.campaigns.values()), default=0)
+
+
+def describe(expectation: Expectation) -> dict[str, Any]:
+    """An expectation as a JSON-ready dict (the ``expectations.ndjson`` line)."""
+    return {
+        "basis": expectation.basis,
+        "campaign": expectation.campaign,
+        "person": expectation.person,
+        "shopper": expectation.shopper,
+        "outcome": expectation.outcome.value,
+        "trigger_event_id": expectation.trigger_event_id,
+        "trigger_ms": expectation.trigger_ms,
+        "send_ms": expectation.send_ms,
+        "reason": expectation.reason,
+        "exit_event_id": expectation.exit_event_id,
+    }

@@ -1,0 +1,109 @@
+"""Reader of the emulator's bulk export (``GET /_shopsim/export``) → :class:`~generator.events.Observation`.
+
+Export lines (NDJSON, one record each; see the emulator's docs) and what they become:
+
+- ``profile``  → PROFILE (person = ``id``; data: ``anonymous_ids``, ``email``, ``cio_id``)
+- ``event``    → EVENT (event_id, name, person or ``""``; reason = dedupe/merge ``outcome``;
+                 at_ms = ``received_ms``; data: ``anonymous_id``, ``timestamp_ms``, ``type``)
+- ``journey``  → ENTRY at ``entered_ms`` plus SEND / EXIT / DROP at ``at_ms`` (none while pending);
+                 event_id = the trigger event id; EXIT data carries ``exit_event_id``
+- ``skip``     → SKIP (reason ``frequency|stale|anonymous|secondary|filter``)
+
+Unknown kinds are ignored, so a newer emulator can add records without breaking the reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from generator.events import Observation, ObservationKind
+
+_OUTCOME_KIND = {
+    "sent": ObservationKind.SEND,
+    "exited": ObservationKind.EXIT,
+    "dropped": ObservationKind.DROP,
+}
+
+
+def from_emulator_record(record: dict[str, Any]) -> Iterator[Observation]:
+    """The observations one export record stands for (zero, one or two)."""
+    kind = record.get("kind")
+    if kind == "event":
+        yield Observation(
+            kind=ObservationKind.EVENT,
+            person=record.get("person") or "",
+            at_ms=int(record.get("received_ms") or 0),
+            event_id=str(record.get("event_id") or ""),
+            name=str(record.get("name") or ""),
+            reason=str(record.get("outcome") or ""),
+            data={
+                "anonymous_id": record.get("anonymous_id"),
+                "timestamp_ms": record.get("timestamp_ms"),
+                "type": record.get("type"),
+            },
+        )
+    elif kind == "journey":
+        person = str(record.get("person") or "")
+        campaign = str(record.get("campaign") or "")
+        trigger = str(record.get("trigger_event_id") or "")
+        yield Observation(
+            kind=ObservationKind.ENTRY,
+            person=person,
+            at_ms=int(record.get("entered_ms") or 0),
+            campaign=campaign,
+            event_id=trigger,
+            reason=str(record.get("outcome") or ""),
+            data={"campaign_id": record.get("campaign_id")},
+        )
+        outcome_kind = _OUTCOME_KIND.get(str(record.get("outcome")))
+        if outcome_kind is not None:
+            yield Observation(
+                kind=outcome_kind,
+                person=person,
+                at_ms=int(record.get("at_ms") or 0),
+                campaign=campaign,
+                event_id=trigger,
+                reason=str(record.get("reason") or ""),
+                data={"exit_event_id": record.get("exit_event_id")},
+            )
+    elif kind == "profile":
+        yield Observation(
+            kind=ObservationKind.PROFILE,
+            person=str(record.get("id") or record.get("email") or record.get("cio_id") or ""),
+            at_ms=int(record.get("created_ms") or 0),
+            data={
+                "anonymous_ids": tuple(record.get("anonymous_ids") or ()),
+                "email": record.get("email"),
+                "cio_id": record.get("cio_id"),
+            },
+        )
+    elif kind == "skip":
+        yield Observation(
+            kind=ObservationKind.SKIP,
+            person=str(record.get("person") or ""),
+            at_ms=int(record.get("at_ms") or 0),
+            campaign=str(record.get("campaign") or ""),
+            event_id=str(record.get("trigger_event_id") or ""),
+            reason=str(record.get("reason") or ""),
+        )
+
+
+def parse_export(lines: Iterable[bytes | str]) -> Iterator[Observation]:
+    """Observations from export NDJSON lines (blank lines skipped)."""
+    loads = orjson.loads
+    for line in lines:
+        if not line or not line.strip():
+            continue
+        record = loads(line)
+        if isinstance(record, dict):
+            yield from from_emulator_record(record)
+
+
+def read_export(base_url: str, *, timeout: float = 300.0) -> Iterator[Observation]:
+    """Stream ``GET {base_url}/_shopsim/export`` and yield its observations."""
+    from generator.observe.http import stream_lines
+
+    yield from parse_export(stream_lines(base_url, "/_shopsim/export", timeout=timeout))

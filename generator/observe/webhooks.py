@@ -1,0 +1,189 @@
+"""Reporting-webhook receiver (reference/customerio.md §9.1) → :class:`~generator.events.Observation`.
+
+Customer.io signs each report: ``X-CIO-Timestamp`` (Unix seconds) and ``X-CIO-Signature`` =
+hex HMAC-SHA256(key = signing secret, msg = ``"v0:" + timestamp + ":" + body``). The receiver
+rejects a missing, malformed or wrong signature and a timestamp more than ``tolerance_s`` away
+from its clock (replays) with ``401`` and a JSON error; it never answers 5xx to bad input.
+
+Accepted reports become observations: metric ``sent`` → SEND, ``dropped`` → DROP (person from
+``data.identifiers.id`` or ``data.customer_id``; campaign from ``data.campaign_id``; event_id =
+``data.trigger_event_id``; at_ms = ``timestamp`` × 1000); other metrics are counted only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from generator.events import Observation, ObservationKind
+
+DEFAULT_TOLERANCE_S = 300
+MAX_BODY = 1 << 20
+
+
+class SignatureError(ValueError):
+    """Why a report was rejected (``missing``, ``malformed``, ``stale``, ``mismatch``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+def sign(secret: str, timestamp: str | int, body: bytes) -> str:
+    """The signature Customer.io would send for ``body`` at ``timestamp``."""
+    message = b"v0:" + str(timestamp).encode() + b":" + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now_s: float | None = None,
+    tolerance_s: float | None = DEFAULT_TOLERANCE_S,
+) -> None:
+    """Raise :class:`SignatureError` unless ``headers`` carry a valid, fresh signature of ``body``.
+
+    ``headers`` are looked up case-insensitively. ``tolerance_s=None`` skips the freshness check.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    timestamp = lowered.get("x-cio-timestamp")
+    signature = lowered.get("x-cio-signature")
+    if not timestamp or not signature:
+        raise SignatureError("missing", "missing X-CIO-Timestamp or X-CIO-Signature header")
+    try:
+        ts = int(timestamp.strip())
+    except ValueError:
+        raise SignatureError("malformed", "X-CIO-Timestamp is not a Unix time in seconds") from None
+    if tolerance_s is not None:
+        current = time.time() if now_s is None else now_s
+        if abs(current - ts) > tolerance_s:
+            raise SignatureError("stale", f"X-CIO-Timestamp is more than {tolerance_s:g} s from now")
+    expected = sign(secret, timestamp.strip(), body)
+    if not hmac.compare_digest(expected, signature.strip().lower()):
+        raise SignatureError("mismatch", "X-CIO-Signature does not match the body")
+
+
+def report_observation(report: Mapping[str, Any], campaigns: Mapping[int, str]) -> Observation | None:
+    """A reporting-webhook payload as SEND / DROP; other metrics → ``None``."""
+    metric = report.get("metric")
+    kinds = {"sent": ObservationKind.SEND, "dropped": ObservationKind.DROP}
+    kind = kinds.get(str(metric))
+    if kind is None:
+        return None
+    data = report.get("data") or {}
+    identifiers = data.get("identifiers") or {}
+    campaign_id = data.get("campaign_id")
+    campaign = ""
+    if campaign_id is not None:
+        try:
+            campaign = campaigns.get(int(campaign_id), str(campaign_id))
+        except (TypeError, ValueError):
+            campaign = str(campaign_id)
+    try:
+        at_ms = int(float(report.get("timestamp") or 0) * 1000)
+    except (TypeError, ValueError):
+        at_ms = 0
+    return Observation(
+        kind=kind,
+        person=str(identifiers.get("id") or data.get("customer_id") or ""),
+        at_ms=at_ms,
+        campaign=campaign,
+        event_id=str(data.get("trigger_event_id") or ""),
+        data={
+            "delivery_id": data.get("delivery_id"),
+            "campaign_id": campaign_id,
+            "event_id": report.get("event_id"),
+        },
+    )
+
+
+class WebhookReceiver:
+    """A WSGI app that verifies and records reports; serve it with :meth:`serve` (gevent)."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        campaigns: Mapping[int, str] | None = None,
+        tolerance_s: float | None = DEFAULT_TOLERANCE_S,
+        on_observation: Callable[[Observation], None] | None = None,
+    ) -> None:
+        if not secret:
+            from generator.errors import TargetError
+
+            raise TargetError("verifying reporting webhooks needs the signing secret: set CIO_WEBHOOK_SECRET")
+        self._secret = secret
+        self._campaigns = dict(campaigns or {})
+        self._tolerance = tolerance_s
+        self._on = on_observation
+        self.observations: list[Observation] = []
+        self.accepted = 0
+        self.rejected: dict[str, int] = {}
+        self._server: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _reply(start_response, 405, {"error": "POST reports here"})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            return _reply(start_response, 413, {"error": "body too large"})
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        try:
+            verify_signature(self._secret, headers, body, tolerance_s=self._tolerance)
+        except SignatureError as exc:
+            self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
+            return _reply(start_response, 401, {"error": str(exc)})
+        try:
+            report = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self.rejected["json"] = self.rejected.get("json", 0) + 1
+            return _reply(start_response, 400, {"error": "body is not JSON"})
+        if not isinstance(report, dict):
+            return _reply(start_response, 400, {"error": "body is not a JSON object"})
+        self.accepted += 1
+        obs = report_observation(report, self._campaigns)
+        if obs is not None:
+            self.observations.append(obs)
+            if self._on is not None:
+                self._on(obs)
+        return _reply(start_response, 200, {})
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start serving in the background (gevent); returns the base URL."""
+        from gevent.pywsgi import WSGIServer
+
+        self._server = WSGIServer((host, port), self, log=None, error_log=None)
+        self._server.start()
+        return f"http://{host}:{self._server.server_port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(timeout=1)
+            self._server = None
+
+
+def _reply(start_response: Callable[..., Any], status: int, payload: dict[str, Any]) -> list[bytes]:
+    reasons = {
+        200: "OK",
+        400: "Bad Request",
+        401: "Unauthorized",
+        405: "Method Not Allowed",
+        413: "Payload Too Large",
+    }
+    body = orjson.dumps(payload)
+    start_response(
+        f"{status} {reasons[status]}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
