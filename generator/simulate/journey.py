@@ -703,21 +703,23 @@ class _Walk:
             self._add_to_cart()
         if not self.checkout_id:
             self.checkout_id = self._hex_id("chk_")
-        subtotal = self.cart_total
-        discount = round(subtotal * 0.10, 2) if self.coupon else 0.0
+        # Segment e-commerce spec: subtotal is after discounts and before shipping and tax;
+        # revenue excludes shipping and tax; total is what the shopper paid.
+        discount = round(self.cart_total * 0.10, 2) if self.coupon else 0.0
+        subtotal = round(self.cart_total - discount, 2)
         shipping = 0.0 if subtotal >= SHIPPING_FREE_FROM else SHIPPING_FEE
-        tax = round((subtotal - discount) * TAX_RATE, 2)
+        tax = round(subtotal * TAX_RATE, 2)
         order: dict[str, Any] = {
             "order_id": self._hex_id("ord_"),
             "checkout_id": self.checkout_id,
             "subtotal": subtotal,
-            "revenue": round(subtotal - discount, 2),
+            "revenue": subtotal,
             "discount": discount,
             "shipping": shipping,
             "tax": tax,
-            "total": round(subtotal - discount + shipping + tax, 2),
+            "total": round(subtotal + shipping + tax, 2),
             "products": self._line_items(),
-            "value": subtotal,
+            "value": self.cart_total,
         }
         if self.coupon:
             order["coupon"] = self.coupon
