@@ -24,6 +24,7 @@ such a file against a real workspace. Every line ends with ``\\n``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from generator.errors import ShopsimError
@@ -45,8 +46,22 @@ def ndjson_line(event: Event, fmt: str) -> bytes:
     if fmt == "pipelines":
         return dumps_line(message(event))
     _check(fmt)
+    return _track_v1_line(event)
+
+
+def _track_v1_line(event: Event) -> bytes:
     method, path, body = request_parts(event)
     return dumps_line({"method": method, "path": path, "body": body})
+
+
+def _pipelines_line(event: Event) -> bytes:
+    return dumps_line(message(event))
+
+
+def line_renderer(fmt: str) -> Callable[[Event], bytes]:
+    """``ndjson_line`` with the format resolved once (for loops over many events)."""
+    _check(fmt)
+    return _pipelines_line if fmt == "pipelines" else _track_v1_line
 
 
 def shopsim_record(delivery: Delivery) -> dict[str, Any]:

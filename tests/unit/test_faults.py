@@ -6,6 +6,7 @@ import itertools
 import math
 import statistics
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -400,3 +401,31 @@ def test_tag_spellings_match_the_interface():
         "never_identified",
         "oversize",
     }
+
+
+# --------------------------------------------------------------------------- on a real scenario
+
+
+def test_on_the_shipped_d2c_scenario():
+    from generator.scenario.load import load_scenario
+    from generator.scenario.model import Faults
+    from generator.simulate import simulate_shoppers
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "d2c_cart_recovery.yaml"
+    base = load_scenario(path)
+    real = base.model_copy(update={"faults": Faults.model_validate(ALL_FAULTS)})
+    shoppers = list(simulate_shoppers(real, seed=5, shoppers=300))
+    before = orjson.dumps(shoppers)
+    deliveries = list(plan_deliveries(real, shoppers, seed=5))
+    assert orjson.dumps(shoppers) == before
+    truth = {e.id: e for lf in shoppers for e in lf.events}
+    assert {d.truth_id for d in deliveries} == set(truth)
+    keys = [(d.arrival_ms, d.event.shopper) for d in deliveries]
+    assert keys == sorted(keys)
+    assert all(d.arrival_ms >= truth[d.truth_id].timestamp_ms for d in deliveries)
+    tags = {t.split(":")[0] for d in deliveries for t in d.faults}
+    assert {"latency", "retry_duplicate", "drop", "clock_skew", "out_of_order", "never_identified"} <= tags
+    fewer = list(plan_deliveries(real, simulate_shoppers(real, seed=5, shoppers=120), seed=5))
+    assert dump([d for d in fewer if d.event.shopper < 100]) == dump(
+        [d for d in deliveries if d.event.shopper < 100]
+    )
