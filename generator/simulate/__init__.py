@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from generator.errors import ScenarioError
+from generator.errors import ShopsimError
 from generator.events import Event, ShopperLife
 from generator.scenario.model import Scenario
 from generator.simulate.arrivals import arrival_times
@@ -29,7 +29,7 @@ log = logging.getLogger("shopsim")
 def _check_shard(shard: tuple[int, int]) -> tuple[int, int]:
     index, count = shard
     if count < 1 or not 0 <= index < count:
-        raise ScenarioError(f"--shard {index}/{count}: need 0 <= i < n, e.g. --shard 0/4 ... --shard 3/4")
+        raise ShopsimError(f"--shard {index}/{count}: need 0 <= i < n, e.g. --shard 0/4 ... --shard 3/4")
     return index, count
 
 
@@ -59,17 +59,17 @@ def simulate(
 def simulate_one(scenario: Scenario, *, seed: int, shopper: int) -> ShopperLife:
     """Shopper ``shopper``'s life alone (for ``shopsim replay`` and "reproduce with" lines).
 
-    Raises :class:`ScenarioError` when the scenario's shopper count or duration ends the run
+    Raises :class:`ShopsimError` when the scenario's shopper count or duration ends the run
     before shopper ``shopper`` arrives.
     """
     if shopper < 0:
-        raise ScenarioError(f"--shopper must be 0 or more, got {shopper}")
+        raise ShopsimError(f"--shopper must be 0 or more, got {shopper}")
     for k, start_ms in enumerate(arrival_times(scenario, seed=seed)):
         if k == shopper:
             return walk(Compiled(scenario, seed=seed), k, start_ms)
-    raise ScenarioError(
-        f"scenario {scenario.name!r} has no shopper {shopper} with seed {seed}: "
-        "its 'shoppers'/'duration' end the run before that shopper arrives"
+    raise ShopsimError(
+        f"--shopper {shopper}: scenario {scenario.name!r} with seed {seed} has no such shopper "
+        "(its 'shoppers'/'duration' end the run before that shopper arrives)"
     )
 
 
@@ -77,7 +77,7 @@ def resolve_seed(cli_seed: int | None, scenario: Scenario) -> int:
     """The run's root seed: ``--seed``, then the scenario's ``seed:``, then a fresh one (logged)."""
     if cli_seed is not None:
         if not 0 <= cli_seed < 2**63:
-            raise ScenarioError(f"--seed must be between 0 and 2**63 - 1, got {cli_seed}")
+            raise ShopsimError(f"--seed must be between 0 and 2**63 - 1, got {cli_seed}")
         return cli_seed
     if scenario.seed is not None:
         return scenario.seed

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.errors import ScenarioError
+from generator.errors import ShopsimError
 from generator.events import CallType, Event, Source
 from generator.ids import ulid
 from generator.scenario import load_scenario
@@ -65,7 +65,7 @@ def test_shards_union_to_the_unsharded_run(d2c):
 
 
 def test_bad_shard_is_a_readable_error(d2c):
-    with pytest.raises(ScenarioError, match="shard"):
+    with pytest.raises(ShopsimError, match="shard"):
         list(simulate(d2c, seed=1, shard=(3, 3)))
 
 
@@ -75,7 +75,7 @@ def test_simulate_one_matches_the_stream(d2c):
 
 
 def test_simulate_one_beyond_the_run_is_an_error(d2c):
-    with pytest.raises(ScenarioError, match="no shopper 2000"):
+    with pytest.raises(ShopsimError, match="--shopper 2000"):
         simulate_one(d2c, seed=4, shopper=2000)
 
 
@@ -85,7 +85,7 @@ def test_resolve_seed_precedence(d2c):
     unseeded = d2c.model_copy(update={"seed": None})
     fresh = resolve_seed(None, unseeded)
     assert 0 <= fresh < 2**63
-    with pytest.raises(ScenarioError):
+    with pytest.raises(ShopsimError):
         resolve_seed(-1, d2c)
 
 
