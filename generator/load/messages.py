@@ -154,6 +154,8 @@ class Collector:
             "deliveries_unstarted": sum(r.deliveries_unstarted for r in reports),
             "max_in_flight": sum(r.max_in_flight for r in reports),
             "clock_ms": max((int(r.extra.get("clock_ms", 0)) for r in reports), default=0),
+            "shoppers_not_due": sum(int(r.extra.get("shoppers_not_due", 0)) for r in reports),
+            "turns_parked": sum(int(r.extra.get("turns_parked", 0)) for r in reports),
             "ledger": counts.as_dict(),
             "reconciled": counts.settled == counts.planned,
             "verdict": pool_verdict(

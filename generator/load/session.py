@@ -76,11 +76,33 @@ class SessionConfig:
     keep_timestamps: bool = False
     send_oversize: bool = False
     flush_every_s: float = 0.5
+    park_s: float = 1.0
+    """A shopper whose next send is further away than this (wall s) frees its user meanwhile."""
     backoff_s: float = 0.05
 
 
+@dataclass(slots=True)
+class Turn:
+    """A shopper's next stretch of activity, as queued for the user pool.
+
+    The first turn (``started is None``) starts the shopper; a later turn resumes it after a
+    long think time (``index`` = the next send). ``due`` is the intended monotonic start.
+    """
+
+    job: ShopperJob
+    due: float
+    started: float | None = None
+    index: int = 0
+
+
 class LoadSession:
-    """Feeds due shoppers to the user pool and accounts for every planned delivery."""
+    """Feeds due shoppers to the user pool and accounts for every planned delivery.
+
+    A shopper whose next send is more than ``park_s`` away is *parked*: its user goes back to
+    the pool and the shopper is queued again when the send is due. So ``--users`` needs to
+    cover the shoppers that are active at once, not the ones thinking for an hour (or coming
+    back tomorrow), and a resumption that waits for a free user is measured as send lag.
+    """
 
     def __init__(
         self,
@@ -103,7 +125,7 @@ class LoadSession:
         self.origin_ms = origin_ms
         self.monotonic = monotonic
         self.wall_ms = wall_ms
-        self.queue: gevent.queue.Queue[tuple[ShopperJob, float]] = gevent.queue.Queue()
+        self.queue: gevent.queue.Queue[Turn] = gevent.queue.Queue()
         self._buffer = io.BytesIO()
         self.ledger = Ledger(stream=self._buffer)
         self.start_lag = LagHistogram(late_ms=config.late_ms)
@@ -116,13 +138,15 @@ class LoadSession:
         self.max_in_flight = 0
         self.shoppers_started = 0
         self.shoppers_unstarted = 0
-        self.deliveries_unstarted = 0
+        self.shoppers_not_due = 0
+        self.turns_parked = 0
         self.t0 = 0.0
         self.wall_origin_ms = 0
+        self._parked: dict[int, tuple[gevent.Greenlet[Any, Any], Turn]] = {}
+        self._park_key = 0
         self._greenlets: list[gevent.Greenlet[Any, Any]] = []
-        auth = encoder.auth_headers(creds)
         self._headers: dict[str, dict[str, str]] = {}
-        self._auth = auth
+        self._auth = encoder.auth_headers(creds)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -133,11 +157,20 @@ class LoadSession:
         self._greenlets = [gevent.spawn(self._produce), gevent.spawn(self._flusher)]
 
     def stop(self, grace_s: float = 5.0) -> None:
-        """Stop producing; in-flight shoppers get ``grace_s`` to finish, then are cut short."""
+        """Stop producing; in-flight shoppers get ``grace_s`` to finish, then are cut short.
+
+        Due shoppers still waiting for a user never started: they are recorded in the start lag
+        with the time they waited so far (a lower bound), so a too-small pool shows as late
+        starts instead of disappearing. Parked shoppers end here (their later sends given up).
+        """
         if self.stop_producing.is_set():
             return
         self.stop_producing.set()
         self._drain_queue()
+        for greenlet, turn in list(self._parked.values()):
+            greenlet.kill(block=False)
+            self._end(turn.job, turn.index)
+        self._parked.clear()
         if grace_s <= 0:
             self.abort.set()
         else:
@@ -149,13 +182,24 @@ class LoadSession:
         return bool(self.finished.wait(timeout))
 
     def _drain_queue(self) -> None:
+        now = self.monotonic()
         while True:
             try:
-                job, _ = self.queue.get_nowait()
+                turn = self.queue.get_nowait()
             except gevent.queue.Empty:
                 return
-            self.shoppers_unstarted += 1
-            self.deliveries_unstarted += job.planned
+            if turn.started is None:
+                self.shoppers_unstarted += 1
+                self.start_lag.record((now - turn.due) * 1000.0)
+            else:
+                self._end(turn.job, turn.index)
+
+    def _end(self, job: ShopperJob, index: int) -> None:
+        """Settle the sends of ``job`` from ``index`` on as given up (the test ended first)."""
+        ledger = self.ledger
+        for planned_send in job.sends[index:]:
+            for delivery in planned_send.deliveries:
+                ledger.settle(ledger.plan(delivery), State.GIVEN_UP, reason=ENDED_REASON)
 
     def _produce(self) -> None:
         try:
@@ -164,14 +208,12 @@ class LoadSession:
                 # while the schedule idles rather than when the shopper is due.
                 delay = self.t0 + job.due_s - self.monotonic()
                 if (delay > 0 and self.stop_producing.wait(delay)) or self.stop_producing.is_set():
-                    self.shoppers_unstarted += 1
-                    self.deliveries_unstarted += job.planned
+                    self.shoppers_not_due += 1
                     break
-                self.queue.put((job, self.t0 + job.due_s))
+                self.queue.put(Turn(job, self.t0 + job.due_s))
         except Exception:  # a simulation bug must end the run visibly, not hang it
             log.exception("shopper schedule failed; stopping this load process")
-            self.stop_producing.set()
-            self._drain_queue()
+            self.stop(0)
         finally:
             self.producing_done = True
             self._maybe_finish()
@@ -191,7 +233,13 @@ class LoadSession:
             self.emit(LEDGER, {"shard": self.shard[0], "rows": rows})
 
     def _maybe_finish(self) -> None:
-        if self.finished.is_set() or not self.producing_done or self.in_flight or not self.queue.empty():
+        if (
+            self.finished.is_set()
+            or not self.producing_done
+            or self.in_flight
+            or self._parked
+            or not self.queue.empty()
+        ):
             return
         self.finished.set()
         self._flush_rows()
@@ -207,57 +255,83 @@ class LoadSession:
             send_lag=self.send_lag.as_dict(),
             shoppers_started=self.shoppers_started,
             shoppers_unstarted=self.shoppers_unstarted,
-            deliveries_unstarted=self.deliveries_unstarted,
+            deliveries_unstarted=0,
             max_in_flight=self.max_in_flight,
             elapsed_s=round(self.monotonic() - self.t0, 3) if self.t0 else 0.0,
             extra={
                 "clock_ms": self.scaled_now_ms() if self.t0 else self.origin_ms,
                 "origin_ms": self.origin_ms,
+                "shoppers_not_due": self.shoppers_not_due,
+                "turns_parked": self.turns_parked,
             },
         )
 
     # ------------------------------------------------------------------ the user side
 
-    def take(self, timeout: float = 0.5) -> tuple[ShopperJob, float] | None:
-        """The next due shopper and its intended (monotonic) start, or None when none is due yet."""
+    def take(self, timeout: float = 0.5) -> Turn | None:
+        """The next due turn, or None when none is due within ``timeout``."""
         if self.stop_producing.is_set():
             self.finished.wait(timeout)
             return None
         try:
-            item: tuple[ShopperJob, float] = self.queue.get(timeout=timeout)
+            turn: Turn = self.queue.get(timeout=timeout)
         except gevent.queue.Empty:
             return None
-        return item
+        return turn
 
-    def replay(self, job: ShopperJob, due: float, send: SendFn) -> None:
-        """Play one shopper: its sends at their offsets after the actual start; settle everything.
+    def _park(self, turn: Turn, delay: float) -> None:
+        key = self._park_key
+        self._park_key += 1
+        self.turns_parked += 1
+
+        def wake() -> None:
+            if self._parked.pop(key, None) is not None:
+                self.queue.put(turn)
+
+        self._parked[key] = (gevent.spawn_later(delay, wake), turn)
+
+    def replay(self, turn: Turn, send: SendFn) -> None:
+        """Play a shopper's turn: sends at their offsets after the shopper's actual start.
 
         Deliveries enter the ledger when they are sent, with ``arrival_ms`` set to the simulated
         instant of the actual send (so the ledger says when the target really got them, lag
-        included); sends the test never reached are settled ``given_up`` with their planned time.
+        included); sends the test never reached are settled ``given_up``.
         """
-        started = self.monotonic()
-        self.start_lag.record((started - due) * 1000.0)
-        self.shoppers_started += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        now = self.monotonic()
+        job = turn.job
+        lag_ms = (now - turn.due) * 1000.0
         ledger = self.ledger
-        done = 0
-        try:
+        if turn.started is None:
+            self.start_lag.record(lag_ms)
+            self.shoppers_started += 1
+            turn.started = now
             for delivery in job.dropped:
                 ledger.settle(ledger.plan(delivery), State.DROPPED_BY_FAULT, reason="dropped by fault plan")
-            for planned_send in job.sends:
+        else:
+            self.send_lag.record(lag_ms)
+        started = turn.started
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        index = turn.index
+        parked = False
+        try:
+            while index < len(job.sends):
+                planned_send = job.sends[index]
                 delay = started + planned_send.offset_s - self.monotonic()
+                if delay > self.config.park_s and not self.stop_producing.is_set():
+                    self._park(Turn(job, started + planned_send.offset_s, started, index), delay)
+                    parked = True
+                    break
                 if (delay > 0 and self.abort.wait(delay)) or self.abort.is_set():
                     break
-                self.send_lag.record(-delay * 1000.0 if delay < 0 else 0.0)
-                done += 1  # _send settles all of its deliveries, whatever happens inside
+                if delay < 0:
+                    self.send_lag.record(-delay * 1000.0)
+                index += 1  # _send settles all of this send's deliveries, whatever happens inside
                 self._send(job, planned_send, send)
         finally:
             # Cut short (test ended, or the greenlet was killed): never lose an event silently.
-            for planned_send in job.sends[done:]:
-                for delivery in planned_send.deliveries:
-                    ledger.settle(ledger.plan(delivery), State.GIVEN_UP, reason=ENDED_REASON)
+            if not parked:
+                self._end(job, index)
             self.in_flight -= 1
             self._maybe_finish()
 

@@ -45,11 +45,9 @@ class ShopperUser(FastHttpUser):
         if session is None:  # the test is starting or the schedule failed to load
             gevent.sleep(0.2)
             return
-        due = session.take()
-        if due is None:
-            return
-        job, intended = due
-        session.replay(job, intended, self.send)
+        turn = session.take()
+        if turn is not None:
+            session.replay(turn, self.send)
 
     def send(
         self, request: WireRequest, name: str, context: Mapping[str, Any], headers: Mapping[str, str]

@@ -1,0 +1,402 @@
+"""``shopsim load``: a Locust load test with open-model shopper arrivals, then the end-to-end check.
+
+Examples::
+
+    # 20 users, shoppers arriving 60x faster than the scenario's rate, against the embedded emulator
+    shopsim load scenarios/d2c_cart_recovery.yaml --users 20 --speed 60 --duration 2m
+
+    # a master and 2 local worker processes (one per core)
+    shopsim load scenarios/d2c_cart_recovery.yaml --workers 2 --users 40 --speed 60 --duration 5m
+
+    # across machines: the master here (waits for 4 workers) ...
+    shopsim load scenarios/x.yaml --master --workers 4 --bind 0.0.0.0 --master-port 5557 \\
+        --target https://collector.staging.example.com --users 200 --duration 10m
+    # ... and on each worker machine (same scenario path; 2 processes each)
+    shopsim load scenarios/x.yaml --worker --master-host 10.0.0.5 --master-port 5557 --workers 2
+
+Results in ``results/<run-id>/``: ``run.json``, ``locust/`` (Locust's ``stats_*.csv``,
+``report.html``, ``stats.json``, logs), ``ledger.ndjson`` (every planned delivery, merged
+from all workers), ``arrival_lag.json`` (intended vs actual shopper starts), ``load.json``
+(metrics, thresholds, verdict) and, when the check ran, the same ``summary.json`` /
+``report.html`` / ``junit.xml`` as ``shopsim run``.
+
+Thresholds: the scenario's ``expect:`` plus ``--expect`` flags plus, unless
+``--no-default-thresholds``, ``p95_ms < 300``, ``error_rate < 0.001`` and
+``late_start_share <= 0.01``. Exit 0 when all hold, 1 when one fails, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from generator.errors import ShopsimError
+
+HELP = "Load-test an ingestion endpoint with Locust (open-model shopper arrivals), then check end to end."
+
+DEFAULT_THRESHOLDS = ("p95_ms < 300", "error_rate < 0.001", "late_start_share <= 0.01")
+
+
+class LoadArgumentError(ShopsimError):
+    """A ``shopsim load`` flag is invalid."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _duration_s(text: str) -> float:
+    from generator.durations import parse_duration
+
+    try:
+        ms = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if ms <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
+    return ms / 1000.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``shopsim load`` flags."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("Examples::", 1)[1].split("Results in", 1)[0] if __doc__ else None
+    parser.add_argument("scenario", type=Path, help="scenario YAML file")
+    parser.add_argument("--target", help="ingestion base URL (default: the embedded emulator on loopback)")
+    parser.add_argument(
+        "--api",
+        choices=("track-v1", "track-v2", "pipelines", "browser"),
+        default="pipelines",
+        help="wire API",
+    )
+    parser.add_argument("--users", type=_positive_int, default=10, help="size of the user pool (default 10)")
+    parser.add_argument("--spawn-rate", type=_positive_float, help="users started per second (default: all)")
+    parser.add_argument("--duration", type=_duration_s, help="stop after this wall time (e.g. 90s, 5m)")
+    parser.add_argument(
+        "--speed", type=_positive_float, default=60.0, help="compress arrivals and think times (default 60)"
+    )
+    parser.add_argument("--seed", type=int, help="root seed (default: the scenario's, else fresh)")
+    parser.add_argument("--shoppers", type=_positive_int, help="number of shoppers (default: the scenario's)")
+    parser.add_argument(
+        "--workers", type=_non_negative_int, default=0, help="local Locust worker processes (0 = one process)"
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=1, help="events per request (batching APIs)"
+    )
+    parser.add_argument("--batch-window", default="1s", help="arrival window of one batch (default 1s)")
+    parser.add_argument(
+        "--late-ms", type=_positive_float, default=100.0, help="a start later than this is late"
+    )
+    parser.add_argument(
+        "--retries", type=_non_negative_int, default=2, help="retries after 429/5xx/no answer"
+    )
+    parser.add_argument("--grace", type=_duration_s, default=10.0, help="wind-down time after --duration")
+    parser.add_argument("--presimulate", action="store_true", help="simulate shoppers before the test starts")
+    parser.add_argument("--send-oversize", action="store_true", help="send requests above documented limits")
+    parser.add_argument("--credentials-file", type=Path, metavar="FILE", help="KEY=VALUE credentials file")
+    parser.add_argument("--allow-production", action="store_true", help="allow Customer.io production hosts")
+    parser.add_argument(
+        "--expect", action="append", default=[], metavar="THRESHOLD", help="e.g. 'p95_ms < 300' (repeatable)"
+    )
+    parser.add_argument(
+        "--no-default-thresholds", action="store_true", help="only scenario/--expect thresholds"
+    )
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results directory")
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument(
+        "--master", action="store_true", help="run only the master; --workers remote workers join"
+    )
+    role.add_argument(
+        "--worker", action="store_true", help="run --workers worker processes joining --master-host"
+    )
+    parser.add_argument("--master-host", default="127.0.0.1", help="master address for --worker")
+    parser.add_argument(
+        "--master-port", type=int, default=0, help="master port (default: free port; 5557 remote)"
+    )
+    parser.add_argument(
+        "--bind", default="127.0.0.1", help="interface the --master listens on (0.0.0.0: all)"
+    )
+
+
+@contextmanager
+def embedded_emulator(scenario: Path, log: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
+    """Run ``shopsim serve --clock virtual`` in a subprocess; yield its URL; stop it afterwards."""
+    import select
+    import subprocess
+
+    argv = [sys.executable, "-m", "generator", "serve", "--port", "0", "--clock", "virtual"]
+    argv += ["--scenario", str(scenario)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+            line = proc.stdout.readline().decode().strip() if ready else ""
+            if not line.startswith("http"):
+                raise ShopsimError(f"the embedded emulator did not start; see {log}")
+            yield line
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def advance_clock(url: str, now_ms: int) -> None:
+    """``POST /_shopsim/clock`` so a virtual-clock emulator decides every pending message."""
+    request = urllib.request.Request(
+        f"{url}/_shopsim/clock",
+        data=orjson.dumps({"now_ms": int(now_ms)}),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the load test; exit 0 if every threshold holds, else 1."""
+    from generator.load.runner import LoadOptions, run_locust
+    from generator.load.stats import read_locust_results
+    from generator.runs import new_run_dir, write_run_json
+    from generator.scenario.load import load_scenario
+    from generator.simulate import resolve_seed
+    from generator.targets import check_target
+
+    if args.worker and args.workers < 1:
+        args.workers = 1
+    if args.master and args.workers < 1:
+        raise LoadArgumentError("--master needs --workers N: how many worker processes will join")
+    if args.worker and args.master_port == 0:
+        args.master_port = 5557
+    scenario = load_scenario(args.scenario)
+    seed = resolve_seed(args.seed, scenario)
+    embedded = args.target is None
+    if embedded and args.master and args.bind not in ("127.0.0.1", "localhost"):
+        raise LoadArgumentError(
+            "remote workers cannot reach the embedded emulator (it listens on loopback): give --target"
+        )
+    target = None if embedded else check_target(args.target, allow_production=args.allow_production)
+    from generator.check import parse_thresholds
+
+    thresholds = list(scenario.expect) + parse_thresholds(args.expect)
+    if not args.no_default_thresholds:
+        given = {t.metric for t in thresholds}
+        thresholds += [t for t in parse_thresholds(DEFAULT_THRESHOLDS) if t.metric not in given]
+
+    run_dir = new_run_dir(
+        args.results, scenario.name, seed, kind="load" if not args.worker else "load-worker"
+    )
+    clock = "scaled" if embedded else "wall"
+    write_run_json(
+        run_dir,
+        scenario_path=args.scenario,
+        seed=seed,
+        clock="virtual" if embedded else "wall",
+        target=target or "embedded emulator",
+        extra={"load": {"users": args.users, "speed": args.speed, "workers": args.workers, "api": args.api}},
+    )
+    print(f"shopsim load: results in {run_dir}", file=sys.stderr, flush=True)
+
+    def options(url: str) -> LoadOptions:
+        return LoadOptions(
+            scenario=args.scenario.resolve(),
+            target=url,
+            run_dir=run_dir.resolve(),
+            seed=seed,
+            api=args.api,
+            users=args.users,
+            spawn_rate=args.spawn_rate,
+            duration_s=args.duration,
+            speed=args.speed,
+            shoppers=args.shoppers,
+            clock=clock,
+            batch_size=args.batch_size,
+            batch_window=args.batch_window,
+            late_ms=args.late_ms,
+            retries=args.retries,
+            grace_s=args.grace,
+            send_oversize=args.send_oversize,
+            presimulate=args.presimulate,
+            credentials_file=args.credentials_file.resolve() if args.credentials_file else None,
+            workers=args.workers,
+            master_host=args.master_host,
+            master_port=args.master_port,
+            master_bind_host=args.bind,
+        )
+
+    role = "worker" if args.worker else ("master" if args.master else "auto")
+    timeout = None if args.duration is None else args.duration + args.grace + 120.0
+
+    if args.worker:
+        outcome = run_locust(options(target or ""), role="worker")
+        return 0 if all(code in (0, 1) for code in outcome.exit_codes) else 2
+
+    started = time.monotonic()
+    check: dict[str, Any] = {}
+    if embedded:
+        with embedded_emulator(args.scenario, run_dir / "emulator.log") as url:
+            outcome = run_locust(options(url), role=role, timeout_s=timeout)
+            check = _after_load(args, scenario, seed, run_dir, url, outcome.lag, embedded=True)
+    else:
+        assert target is not None
+        outcome = run_locust(options(target), role=role, timeout_s=timeout)
+        check = _after_load(args, scenario, seed, run_dir, target, outcome.lag, embedded=False)
+
+    if any(code not in (0, 1) for code in outcome.exit_codes):
+        raise ShopsimError(
+            f"Locust failed (exit codes {list(outcome.exit_codes)}); see {run_dir / 'locust'}/*.log"
+        )
+    if not outcome.lag:
+        raise ShopsimError(f"the load test produced no arrival report; see {run_dir / 'locust'}/*.log")
+    metrics = read_locust_results(run_dir / "locust")
+    return _verdict(args, run_dir, thresholds, metrics, outcome.lag, check, time.monotonic() - started)
+
+
+def _after_load(
+    args: argparse.Namespace,
+    scenario: Any,
+    seed: int,
+    run_dir: Path,
+    url: str,
+    lag: dict[str, Any],
+    *,
+    embedded: bool,
+) -> dict[str, Any]:
+    """Advance the emulator past the longest delay, then observe → check (see generator/load/check.py)."""
+    from generator.load.check import check_load
+
+    if not lag:
+        return {}
+    if embedded:
+        longest = max((c.delay for c in scenario.campaigns.values()), default=0)
+        # Past the longest delay plus a minute, so every pending message is decided.
+        advance_clock(url, int(lag.get("clock_ms", 0)) + longest + 60_000)
+    return check_load(
+        scenario=scenario,
+        scenario_path=args.scenario,
+        seed=seed,
+        shoppers=args.shoppers,
+        run_dir=run_dir,
+        target=url,
+        embedded=embedded,
+    )
+
+
+def _verdict(
+    args: argparse.Namespace,
+    run_dir: Path,
+    thresholds: list[Any],
+    metrics: Any,
+    lag: dict[str, Any],
+    check: dict[str, Any],
+    wall_s: float,
+) -> int:
+    from generator.check import evaluate
+    from generator.load.messages import pool_verdict
+
+    start_lag = lag.get("start_lag", {})
+    values: dict[str, float | None] = {
+        "p95_ms": metrics.p95_ms,
+        "p99_ms": metrics.p99_ms,
+        "error_rate": metrics.error_rate,
+        "arrival_lag_p95_ms": float(start_lag.get("p95_ms", 0.0)),
+        "late_start_share": float(start_lag.get("late_share", 0.0)),
+    }
+    values.update(check.get("metrics", {}))
+    results = evaluate(thresholds, values)
+    passed = all(r.passed for r in results)
+    pool = pool_verdict(
+        float(start_lag.get("late_share", 0.0)),
+        users=args.users,
+        late_share_max=float(lag.get("late_share_max", 0.01)),
+    )
+    ledger = lag.get("ledger", {})
+    record = {
+        "verdict": "pass" if passed else "fail",
+        "wall_s": round(wall_s, 3),
+        "locust": metrics.as_dict(),
+        "arrival_lag": start_lag,
+        "send_lag": lag.get("send_lag", {}),
+        "pool": pool,
+        "shoppers_started": lag.get("shoppers_started", 0),
+        "shoppers_unstarted": lag.get("shoppers_unstarted", 0),
+        "ledger": ledger,
+        "reconciled": lag.get("reconciled", False),
+        "check": check,
+        "thresholds": [
+            {"threshold": r.threshold, "actual": r.actual, "passed": r.passed, "note": r.note}
+            for r in results
+        ],
+    }
+    (run_dir / "load.json").write_bytes(
+        orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    )
+    out = sys.stdout
+    print(
+        f"requests {metrics.requests}  failures {metrics.failures} ({metrics.error_rate:.3%})  "
+        f"p50 {metrics.p50_ms:.0f} ms  p95 {metrics.p95_ms:.0f} ms  p99 {metrics.p99_ms:.0f} ms  "
+        f"{metrics.rps:.1f} req/s",
+        file=out,
+    )
+    print(
+        f"shoppers started {lag.get('shoppers_started', 0)} (unstarted {lag.get('shoppers_unstarted', 0)})  "
+        f"arrival lag p50 {start_lag.get('p50_ms', 0):.0f} ms  p95 {start_lag.get('p95_ms', 0):.0f} ms  "
+        f"max {start_lag.get('max_ms', 0):.0f} ms  late {start_lag.get('late_share', 0):.1%}",
+        file=out,
+    )
+    print(pool, file=out)
+    print(
+        "ledger: "
+        + "  ".join(
+            f"{k} {ledger.get(k, 0)}"
+            for k in ("planned", "acknowledged", "rejected", "dropped_by_fault", "given_up")
+        ),
+        file=out,
+    )
+    for line in check.get("lines", []):
+        print(line, file=out)
+    for r in results:
+        mark = "PASS" if r.passed else "FAIL"
+        actual = "n/a" if r.actual is None else f"{r.actual:g}"
+        note = f"  ({r.note})" if r.note else ""
+        print(f"{mark}  {r.threshold}  (actual {actual}){note}", file=out)
+    print(f"verdict: {'pass' if passed else 'fail'}  ({run_dir})", file=out)
+    return 0 if passed else 1

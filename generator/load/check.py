@@ -1,0 +1,149 @@
+"""The end-to-end check after a load test: the same checks as ``shopsim run``, on what was really sent.
+
+The Locust workers simulated and sent the shoppers; this process never saw the events. It
+rebuilds the evidence deterministically instead (shopper k depends only on ``(seed, k)``):
+
+1. the ledger says which shoppers started and how each planned delivery ended, with
+   ``arrival_ms`` = the simulated instant it was actually sent (lag included);
+2. the started shoppers are simulated again and fault-planned again; each planned delivery is
+   joined with its ledger line (by event id, in order for same-id retries): acknowledged ones
+   get their actual arrival, the rest (rejected, given up, dropped) never arrived;
+3. truth expectations come from the started shoppers' lives, delivered expectations from the
+   deliveries in actual arrival order, observations from the emulator's export;
+4. :func:`generator.check.run_checks` computes trigger recall, suppression violations, etc.
+
+Shoppers the schedule never started (the test ended first) are not part of the check; their
+later sends that never happened are "given up (load test ended)" in the ledger and count as
+not delivered. A target that is not the embedded emulator has no complete observer, so the
+campaign checks are skipped there and only the ingestion thresholds apply.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from generator.deliver.ledger import read_ledger
+from generator.events import Delivery
+from generator.scenario.model import Scenario
+
+__all__ = ["actual_deliveries", "check_load"]
+
+NOT_ARRIVED = {"rejected": "load:rejected", "given_up": "load:given_up"}
+
+
+def actual_deliveries(
+    planned: Iterable[Delivery], rows: Mapping[str, deque[Mapping[str, Any]]]
+) -> list[Delivery]:
+    """Join one shopper's planned deliveries with its ledger lines (``event_id`` → lines in order).
+
+    Acknowledged: arrival = the ledger's actual arrival. Rejected / given up: marked dropped
+    with a ``load:<state>`` tag (never processed by the target). Dropped by fault: as planned.
+    A planned delivery with no ledger line (should not happen) is treated as not arrived.
+    """
+    out: list[Delivery] = []
+    for delivery in sorted(planned, key=lambda d: d.arrival_ms):
+        queue = rows.get(delivery.event.id)
+        row = queue.popleft() if queue else None
+        if row is None:
+            out.append(replace(delivery, dropped=True, faults=(*delivery.faults, "load:missing")))
+            continue
+        state = row.get("state")
+        if state == "acknowledged":
+            out.append(replace(delivery, arrival_ms=int(row.get("arrival_ms") or delivery.arrival_ms)))
+        elif state == "dropped_by_fault":
+            out.append(delivery)
+        else:
+            tag = NOT_ARRIVED.get(str(state), f"load:{state}")
+            out.append(replace(delivery, dropped=True, faults=(*delivery.faults, tag)))
+    return out
+
+
+def check_load(
+    *,
+    scenario: Scenario,
+    scenario_path: Path,
+    seed: int,
+    shoppers: int | None,
+    run_dir: Path,
+    target: str,
+    embedded: bool,
+) -> dict[str, Any]:
+    """Run the checks for a finished load test; returns ``{"metrics", "lines", "failures"}``."""
+    if not embedded:
+        return {
+            "metrics": {},
+            "lines": [
+                f"campaign checks skipped: no complete observer for {target} (ingestion thresholds only)"
+            ],
+            "failures": {},
+        }
+    from generator.check import CheckContext, EvidenceBuilder, Observed, run_checks
+    from generator.faults import plan_deliveries
+    from generator.observe import read_export
+    from generator.simulate import simulate_shoppers
+
+    ledger_path = run_dir / "ledger.ndjson"
+    by_shopper: dict[int, dict[str, deque[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(deque))
+    if ledger_path.is_file():
+        for row in read_ledger(ledger_path):
+            by_shopper[int(str(row["shopper"]))][str(row["event_id"])].append(row)
+    started = set(by_shopper)
+    builder = EvidenceBuilder(scenario)
+    deliveries: list[Delivery] = []
+    last = max(started, default=-1)
+    for life in simulate_shoppers(scenario, seed=seed, shoppers=shoppers):
+        k = life.person.shopper
+        if k > last:
+            break
+        if k not in started:
+            continue
+        builder.add_life(life)
+        deliveries.extend(actual_deliveries(plan_deliveries(scenario, [life], seed=seed), by_shopper[k]))
+    deliveries.sort(key=lambda d: d.arrival_ms)
+    for delivery in deliveries:
+        builder.add_delivery(delivery)
+    evidence = builder.finish()
+    observed = Observed.build(
+        read_export(target), source="emulator", complete_events=True, comparable_times=True
+    )
+    ctx = CheckContext(
+        evidence, observed, scenario_path=str(scenario_path), seed=seed, ledger_path=ledger_path
+    )
+    result = run_checks(ctx)
+    _write_report(run_dir, result)
+    lines = [
+        f"checks: {len(result.checks)} run, {sum(result.failure_counts.values())} findings"
+        + (
+            f" ({', '.join(f'{k} {v}' for k, v in sorted(result.failure_counts.items()) if v)})"
+            if result.failures
+            else ""
+        )
+    ]
+    shown = {k: v for k, v in result.metrics.items() if v is not None and "[" not in k}
+    if shown:
+        lines.append("  ".join(f"{k} {v:g}" for k, v in sorted(shown.items())))
+    examples = [
+        {"check": f.check, "title": f.title, "message": f.message, "cause": f.cause, "shopper": f.shopper}
+        for f in result.failures[:20]
+    ]
+    return {
+        "metrics": dict(result.metrics),
+        "lines": lines,
+        "failures": dict(result.failure_counts),
+        "examples": examples,
+    }
+
+
+def _write_report(run_dir: Path, result: Any) -> None:
+    """Write summary.json / report.html / junit.xml with the run report writer when it is available."""
+    try:
+        from generator import report
+    except ImportError:  # the report writer is optional for the load check
+        return
+    writer = getattr(report, "write_report", None)
+    if writer is not None:
+        writer(run_dir, result)
