@@ -326,6 +326,7 @@ def ingestion_loss(ctx: CheckContext, out: Collector) -> None:
     import orjson
 
     events = observed.events
+    identify_ids = ctx.evidence.identify_ids
     missing: set[str] = set()
     acknowledged = 0
     with path.open("rb") as fh:
@@ -337,7 +338,7 @@ def ingestion_loss(ctx: CheckContext, out: Collector) -> None:
                 continue
             acknowledged += 1
             event_id = row.get("event_id") or ""
-            if event_id in events or event_id in missing:
+            if event_id in events or event_id in missing or event_id in identify_ids:
                 continue
             missing.add(event_id)
             out.fail(

@@ -41,7 +41,7 @@ class Pairing:
     """``id(expectation)`` → the observed send that served it."""
 
 
-@dataclass(slots=True)
+@dataclass
 class CheckContext:
     """Inputs of one check run."""
 

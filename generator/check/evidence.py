@@ -100,6 +100,8 @@ class Evidence:
     identify_infos: dict[int, list[DeliveryInfo]]
     """Every planned identify per shopper (dropped ones too: attribution reads their fault tags)."""
     identified_shoppers: set[int]
+    identify_ids: set[str]
+    """Delivered ids of identify calls (profile updates, not events: ingestion loss skips them)."""
     violations: dict[tuple[str, str, str], Violation]
     funnel: dict[str, int]
     counts: dict[str, int]
@@ -146,6 +148,7 @@ class EvidenceBuilder:
         self.identifies: dict[str, DeliveryInfo] = {}
         self.identify_infos: dict[int, list[DeliveryInfo]] = {}
         self.identified_shoppers: set[int] = set()
+        self.identify_ids: set[str] = set()
         self.violations: dict[tuple[str, str, str], Violation] = {}
         self._funnel_sets: dict[str, int] = {}
         self.counts: dict[str, int] = {
@@ -255,6 +258,7 @@ class EvidenceBuilder:
                 self.deliveries.setdefault(delivery.truth_id, []).append(info)
             if event.type is CallType.IDENTIFY:
                 self.identify_infos.setdefault(event.shopper, []).append(info)
+                self.identify_ids.add(event.id)
         if delivery.dropped:
             counts["dropped"] += 1
             return
@@ -368,6 +372,7 @@ class EvidenceBuilder:
             identifies=self.identifies,
             identify_infos=self.identify_infos,
             identified_shoppers=self.identified_shoppers,
+            identify_ids=self.identify_ids,
             violations=self.violations,
             funnel=funnel,
             counts=self.counts,

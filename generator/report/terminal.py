@@ -1,0 +1,88 @@
+"""The terminal summary printed at the end of every run (rich tables; plain text when not a TTY)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_SHOWN = (
+    "suppression_violations",
+    "trigger_recall",
+    "delivered_recall",
+    "false_triggers",
+    "duplicate_entries",
+    "unaddressable_intent",
+    "merge_completeness",
+    "send_time_error_p95_ms",
+    "tracking_plan_violations",
+    "ingestion_loss",
+)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{int(value):,}" if value.is_integer() else f"{value:.4g}"
+    return str(value)
+
+
+def print_summary(
+    summary: Mapping[str, Any], *, console: Console | None = None, run_dir: str = "", examples: int = 3
+) -> None:
+    """Print thresholds, key metrics, campaign outcomes and the worst failures."""
+    console = console or Console(stderr=False, highlight=False)
+    metrics = summary.get("metrics", {})
+    campaigns = summary.get("campaigns", {})
+    if campaigns:
+        table = Table(title="Campaigns", title_justify="left")
+        for col in ("campaign", "ideal", "sent", "recall", "after exit", "dupes", "false"):
+            table.add_column(col, justify="left" if col == "campaign" else "right")
+        for name, row in campaigns.items():
+            table.add_row(
+                name,
+                _fmt(row.get("truth_send", 0)),
+                _fmt(row.get("sent", 0)),
+                _fmt(metrics.get(f"trigger_recall[{name}]")),
+                _fmt(row.get("violation", 0)),
+                _fmt(row.get("duplicate", 0)),
+                _fmt(row.get("false", 0)),
+            )
+        console.print(table)
+    table = Table(title="Metrics", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in _SHOWN:
+        if key in metrics:
+            table.add_row(key, _fmt(metrics[key]))
+    for key, value in metrics.items():
+        if "[" not in key and key not in _SHOWN:
+            table.add_row(key, _fmt(value))
+    console.print(table)
+    failures = [f for f in summary.get("failures", []) if f.get("severity") != "info"][:examples]
+    for f in failures:
+        console.print(
+            f"[bold red]{str(f.get('severity', '')).upper()}[/] {f.get('check')}: {f.get('title')}\n"
+            f"  {f.get('message')}\n  cause: {f.get('cause')}\n  {f.get('reproduce') or ''}",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
+    thresholds = summary.get("thresholds", [])
+    if thresholds:
+        table = Table(title="Thresholds", title_justify="left")
+        table.add_column("threshold")
+        table.add_column("actual", justify="right")
+        table.add_column("result")
+        for t in thresholds:
+            ok = bool(t.get("passed"))
+            result = "[green]pass[/]" if ok else f"[bold red]FAIL[/] {t.get('note') or ''}"
+            table.add_row(str(t.get("threshold")), _fmt(t.get("actual")), result)
+        console.print(table)
+    verdict = str(summary.get("verdict", "fail"))
+    colour = "green" if verdict == "pass" else "bold red"
+    where = f"  report: {run_dir}/report.html" if run_dir else ""
+    console.print(f"[{colour}]{verdict.upper()}[/] seed {summary.get('seed')}{where}")
