@@ -102,7 +102,7 @@ def _overview(scenario: Scenario, file: str, seed_from_flag: bool) -> Section:
         )
     if scenario.shoppers is not None and scenario.duration is None:
         took = expected_time_to(scenario, scenario.shoppers)
-        span = format_duration(took) if took is not None else "more than 10 years"
+        span = format_duration(_round_ms(took)) if took is not None else "more than 10 years"
         rows.append(("arrival span", f"≈ {span} for {scenario.shoppers:,} shoppers to arrive"))
     population = scenario.population
     rows.append(("returning", f"{_pct(population.returning_share)} of shoppers are returning customers"))
@@ -123,6 +123,12 @@ def _overview(scenario: Scenario, file: str, seed_from_flag: bool) -> Section:
     plan = scenario.tracking_plan
     rows.append(("tracking plan", f"{len(plan.all_events)} events ({plan.extends} + {len(plan.events)} own)"))
     return Section("Scenario", rows)
+
+
+def _round_ms(ms: int) -> int:
+    """Round to the minute beyond an hour, to the second below: an estimate, not a timestamp."""
+    unit = 60_000 if ms >= 3_600_000 else 1000
+    return max(unit, round(ms / unit) * unit)
 
 
 def _shares(weights: dict[str, float]) -> str:

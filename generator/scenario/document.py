@@ -69,6 +69,8 @@ class Document:
     data: Any
     keys: dict[KeyPath, Mark] = field(default_factory=dict)
     values: dict[KeyPath, Mark] = field(default_factory=dict)
+    rejected: set[KeyPath] = field(default_factory=set)
+    """Values already reported while parsing (kept as ``null``); later errors there are noise."""
 
     def mark(self, path: KeyPath, *, at_key: bool | None = None) -> Mark:
         """Where ``path`` is written; the nearest written ancestor when it is not in the file.
@@ -121,19 +123,29 @@ class Document:
         )
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (about 10× faster, same node marks); the
+# pure-Python one otherwise. Both are the *safe* loader: no Python object construction.
+_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeBase):  # type: ignore[valid-type,misc]
     """The safe loader; only its reader, composer, resolver and scalar constructors are used."""
 
 
 def parse_document(text: str, *, file: str) -> tuple[Document | None, list[Problem]]:
     """Parse YAML ``text``; the document (``None`` when nothing usable was read) and every problem."""
-    loader = _Loader(text)
+    try:
+        # The reader checks the whole text for unprintable characters when it is created.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        where = _offset_mark(text, exc.position)
+        return None, [Problem(file, where.line, where.column, "", f"cannot read the file: {exc.reason}")]
     try:
         try:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             return None, [_syntax_problem(exc, file)]
-        except yaml.reader.ReaderError as exc:
+        except yaml.reader.ReaderError as exc:  # pragma: no cover - raised by the constructor above
             where = _offset_mark(text, exc.position)
             return None, [Problem(file, where.line, where.column, "", f"cannot read the file: {exc.reason}")]
         except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML parse error is marked
@@ -153,6 +165,8 @@ def parse_document(text: str, *, file: str) -> tuple[Document | None, list[Probl
             ]
         builder = _Builder(loader, file)
         try:
+            if _expanded_size(node, {}, set()) > MAX_NODES:
+                raise _TooLarge
             data = builder.build(node, (), ())
         except _TooLarge:
             return None, [
@@ -166,7 +180,9 @@ def parse_document(text: str, *, file: str) -> tuple[Document | None, list[Probl
             ]
         except RecursionError:
             return None, [Problem(file, 1, 1, "", "the YAML is nested too deeply to be a scenario")]
-        doc = Document(file=file, data=data, keys=builder.keys, values=builder.values)
+        doc = Document(
+            file=file, data=data, keys=builder.keys, values=builder.values, rejected=builder.rejected
+        )
         return doc, builder.problems
     finally:
         loader.dispose()
@@ -179,7 +195,10 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
     context = ""
     if exc.context and exc.context_mark is not None:
         context = f" ({exc.context} at line {exc.context_mark.line + 1})"
-    return Problem(file, line, column, "", f"YAML syntax error: {what}{context}")
+    hint = ""
+    if any(word in f"{what} {exc.context or ''}" for word in ("block", "indentation", "tab")):
+        hint = "check the indentation of this line"
+    return Problem(file, line, column, "", f"YAML syntax error: {what}{context}", hint)
 
 
 def _offset_mark(text: str, position: int) -> Mark:
@@ -192,6 +211,25 @@ class _TooLarge(Exception):
     pass
 
 
+def _expanded_size(node: Node, memo: dict[int, int], active: set[int]) -> int:
+    """Values ``node`` expands to once aliases are copied, counted on the shared node graph."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active or not isinstance(node.value, list):
+        return 1  # a scalar, or a recursive alias (the builder reports it)
+    active.add(key)
+    total = 1
+    for item in node.value:
+        for child in item if isinstance(item, tuple) else (item,):
+            total += _expanded_size(child, memo, active)
+            if total > MAX_NODES:
+                break
+    active.discard(key)
+    memo[key] = total
+    return total
+
+
 class _Builder:
     """Builds plain data from a node tree, recording marks and collecting problems."""
 
@@ -201,9 +239,11 @@ class _Builder:
         self.keys: dict[KeyPath, Mark] = {}
         self.values: dict[KeyPath, Mark] = {}
         self.problems: list[Problem] = []
+        self.rejected: set[KeyPath] = set()
         self.count = 0
 
     def _problem(self, node: Node, path: KeyPath, message: str) -> None:
+        self.rejected.add(path)
         mark = node.start_mark
         self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, render_path(path), message))
 

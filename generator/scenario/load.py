@@ -174,6 +174,7 @@ def translate_errors(
     """
     # The rules report probability sums in every state, even one the model stopped checking.
     entries = [_resolve(doc, e) for e in errors if not _is_sum_error(e)]
+    entries = [e for e in entries if not any(e.path[: len(r)] == r for r in doc.rejected)]
     groups: dict[KeyPath, list[_Entry]] = {}
     problems: list[Problem] = []
     for entry in entries:
@@ -347,7 +348,9 @@ def _describe(doc: Document, entry: _Entry) -> tuple[str, str]:
     }
     if kind in bounds:
         name, template = bounds[kind]
-        return f"{template.format(ctx.get(name))}, got {_kind(value)}", ""
+        bound = ctx.get(name)
+        shown = f"{bound:g}" if isinstance(bound, float) else bound
+        return f"{template.format(shown)}, got {_kind(value)}", ""
     if kind == "string_too_short":
         return ("must not be empty" if ctx.get("min_length") == 1 else error["msg"]), ""
     if kind == "string_too_long":

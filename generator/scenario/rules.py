@@ -218,6 +218,10 @@ def _journey(ctx: _Context, path: KeyPath, journey: dict[str, Any]) -> Iterator[
             total += p or 0.0
             if target not in states:
                 hint = suggestion(target, names, "states of this journey")
+                intended = did_you_mean(target, names)
+                if intended is not None and p is not None and p > 0:
+                    # Judge reachability as if the typo were fixed: one mistake, one message.
+                    edges[state_name].append(intended)
                 if target == "leave" and did_you_mean(target, names) is None:
                     hint = "no 'leave' state is needed: the remainder 1 − Σp of 'next' is the chance to leave"
                 yield ctx.doc.problem(
@@ -269,7 +273,7 @@ def _journey(ctx: _Context, path: KeyPath, journey: dict[str, Any]) -> Iterator[
             (*path, "states", trapped[0]),
             f"a shopper who reaches {listed} can never leave: their transitions always sum to 1 "
             "and lead back among themselves",
-            "give one of them 'next' probabilities summing below 1 (the remainder is the chance to leave)",
+            "let one of them leave: make its 'next' probabilities sum below 1",
             at_key=True,
         )
 
@@ -314,6 +318,8 @@ def _audiences(ctx: _Context) -> Iterator[Problem]:
         audience = journey.get("audience", "any")
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not isinstance(audience, str):
             return
+        if audience not in ("new", "returning", "any"):
+            return  # the model reports the value; guessing here would add a second error
         if weight > 0:
             audiences.add(audience)
     share = _section(ctx.root, "population", "returning_share")
