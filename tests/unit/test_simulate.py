@@ -381,3 +381,35 @@ def test_any_seed_gives_a_valid_stream(seed):
     scenario = load_scenario(D2C)
     events = list(simulate(scenario, seed=seed, shoppers=20))
     assert assert_conforms(scenario, events) >= 0
+
+
+# --------------------------------------------------------------------------- shipped scenarios
+
+SHIPPED = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_scenarios_run_and_conform(name):
+    scenario = load_scenario(ROOT / "scenarios" / name)
+    lives = list(simulate_shoppers(scenario, seed=resolve_seed(None, scenario), shoppers=300))
+    events = [e for life in lives for e in life.events]
+    assert assert_conforms(scenario, events) > 300
+    assert any(e.type is CallType.IDENTIFY for e in events)
+    for life in lives:
+        stamps = [e.timestamp_ms for e in life.events]
+        assert stamps == sorted(stamps)
+
+
+def test_demo_workspace_lands_on_realistic_rates():
+    scenario = load_scenario(ROOT / "scenarios" / "demo_workspace.yaml")
+    from generator.scenario.funnel import analytic_funnel
+
+    reach = analytic_funnel(scenario).reach
+    assert 0.05 <= reach["Added to Cart"] <= 0.09  # anchors.md §b: ≈ 7%
+    assert 0.015 <= reach["Order Completed"] <= 0.03  # ≈ 2%
+    assert 0.6 <= 1 - reach["Order Completed"] / reach["Added to Cart"] <= 0.8  # ≈ 70% abandonment
+    devices = scenario.population.devices
+    mobile = sum(w for d, w in devices.items() if d != "desktop_web") / sum(devices.values())
+    assert mobile > 0.5
+    hourly = scenario.population.arrivals.hourly
+    assert max(range(24), key=lambda h: hourly[h]) in (19, 20, 21, 22)
