@@ -35,7 +35,7 @@ associated with a person), ``stale`` (delivered: older than 72 h at association)
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -73,7 +73,9 @@ def expectations(
         for item in stream:
             if not isinstance(item, Delivery):
                 raise TypeError(f"basis='delivered' takes Delivery records, got {type(item).__name__}")
-            yield from delivered.feed(item)
+            produced = delivered.feed(item)
+            if produced:
+                yield from produced
         yield from delivered.finish()
         return
     raise ValueError(f"basis must be 'truth' or 'delivered', got {basis!r}")
@@ -186,7 +188,7 @@ class TruthEngine:
         self._rules = _Rules.of(scenario)
         self._campaigns = scenario.campaigns
 
-    def shopper(self, events: list[Event]) -> Iterator[Expectation]:
+    def shopper(self, events: Sequence[Event]) -> Iterator[Expectation]:
         """Expectations for one shopper's events (any order; sorted here by time, then seq)."""
         rules = self._rules
         ordered = sorted(events, key=lambda e: (e.timestamp_ms, e.seq))
@@ -348,43 +350,62 @@ class DeliveredEngine:
         self._tick = 0
         self._order = 0
         self._now = 0
+        self._out: list[Expectation] = []
 
-    def feed(self, delivery: Delivery) -> Iterator[Expectation]:
-        """Process one delivery at its arrival time; yield the expectations that became final."""
+    def feed(self, delivery: Delivery) -> list[Expectation]:
+        """Process one delivery at its arrival time; return the expectations that became final.
+
+        Returns a list (usually empty) rather than a generator: this runs once per delivery and
+        a generator per call would cost more than the work for most events.
+        """
         if delivery.dropped or delivery.oversize:
-            return
+            return _NONE
         event = delivery.event
-        if event.id in self._seen:
-            return
-        self._seen.add(event.id)
+        event_id = event.id
+        seen = self._seen
+        if event_id in seen:
+            return _NONE
+        seen.add(event_id)
         now = delivery.arrival_ms
         if now < self._now:
             # Arrival order is the contract; a straggler is processed at the platform's clock,
             # which never goes backwards (like the emulator's virtual clock).
             now = self._now
         self._now = now
-        yield from self._fire_due(now)
-        if event.type is CallType.IDENTIFY:
+        out: list[Expectation] = []
+        self._out = out
+        due = self._due
+        if due and due[0][0] <= now:
+            self._fire_due(now)
+        kind = event.type
+        if kind is CallType.IDENTIFY:
             if event.user_id:
-                yield from self._identify(event, now)
-            return
+                self._identify(event, now)
+            return out
         if event.user_id:
-            yield from self._associate(event.user_id, event, now)
-            return
+            if kind is CallType.TRACK:
+                self._associate(event.user_id, event, now)
+            elif event.user_id not in self._people:
+                self._people[event.user_id] = _Person()
+            return out
         anon = event.anonymous_id
-        if not anon:
-            return
+        if not anon or kind is not CallType.TRACK:
+            return out
         owner = self._owner.get(anon)
         if owner is not None and now - owner[1] <= MERGE_WINDOW_MS:
-            yield from self._associate(owner[0], event, now)
-            return
-        if event.type is CallType.TRACK and self._rules.relevant(event.name):
+            self._associate(owner[0], event, now)
+            return out
+        if self._rules.relevant(event.name):
             self._order += 1
             self._pending.setdefault(anon, []).append((self._order, event))
+        return out
 
     def finish(self) -> Iterator[Expectation]:
         """Everything still open: due sends, and triggers that never reached a person."""
-        yield from self._fire_due(None)
+        out: list[Expectation] = []
+        self._out = out
+        self._fire_due(None)
+        yield from out
         for anon, stored in self._pending.items():
             for _, event in stored:
                 for campaign_name, campaign in self._rules.by_trigger.get(event.name, ()):
@@ -402,7 +423,7 @@ class DeliveredEngine:
 
     # -- internals
 
-    def _identify(self, event: Event, now: int) -> Iterator[Expectation]:
+    def _identify(self, event: Event, now: int) -> None:
         person_id = event.user_id
         assert person_id is not None
         person = self._people.get(person_id)
@@ -429,11 +450,12 @@ class DeliveredEngine:
         for _, pending_event in stored:
             if now - pending_event.timestamp_ms > ANON_RETENTION_MS:
                 continue
-            yield from self._associate(person_id, pending_event, now)
+            self._associate(person_id, pending_event, now)
 
-    def _fire_due(self, now: int | None) -> Iterator[Expectation]:
+    def _fire_due(self, now: int | None) -> None:
         # The platform fires every send due at or before "now" before it processes a request.
         due = self._due
+        out = self._out
         while due and (now is None or due[0][0] <= now):
             _, _, entry = heapq.heappop(due)
             if entry.closed:
@@ -444,48 +466,54 @@ class DeliveredEngine:
             if active is not None and entry in active:
                 active.remove(entry)
             if not person.email:
-                yield _exp(
-                    "delivered",
-                    entry.campaign,
-                    entry.person,
-                    entry.trigger,
-                    ts_entry=entry.entry_ms,
-                    outcome=Outcome.NO_SEND,
-                    send_ms=entry.send_ms,
-                    reason="no_email",
+                out.append(
+                    _exp(
+                        "delivered",
+                        entry.campaign,
+                        entry.person,
+                        entry.trigger,
+                        ts_entry=entry.entry_ms,
+                        outcome=Outcome.NO_SEND,
+                        send_ms=entry.send_ms,
+                        reason="no_email",
+                    )
                 )
             elif person.unsubscribed:
-                yield _exp(
-                    "delivered",
-                    entry.campaign,
-                    entry.person,
-                    entry.trigger,
-                    ts_entry=entry.entry_ms,
-                    outcome=Outcome.NO_SEND,
-                    send_ms=entry.send_ms,
-                    reason="unsubscribed",
+                out.append(
+                    _exp(
+                        "delivered",
+                        entry.campaign,
+                        entry.person,
+                        entry.trigger,
+                        ts_entry=entry.entry_ms,
+                        outcome=Outcome.NO_SEND,
+                        send_ms=entry.send_ms,
+                        reason="unsubscribed",
+                    )
                 )
             else:
-                yield _exp(
-                    "delivered",
-                    entry.campaign,
-                    entry.person,
-                    entry.trigger,
-                    ts_entry=entry.entry_ms,
-                    outcome=Outcome.SEND,
-                    send_ms=entry.send_ms,
+                out.append(
+                    _exp(
+                        "delivered",
+                        entry.campaign,
+                        entry.person,
+                        entry.trigger,
+                        ts_entry=entry.entry_ms,
+                        outcome=Outcome.SEND,
+                        send_ms=entry.send_ms,
+                    )
                 )
 
-    def _associate(self, person_id: str, event: Event, now: int) -> Iterator[Expectation]:
+    def _associate(self, person_id: str, event: Event, now: int) -> None:
+        # Only track events reach here: only they trigger, exit or count for behaviour.
         person = self._people.get(person_id)
         if person is None:
             person = self._people[person_id] = _Person()
-        if event.type is not CallType.TRACK:
-            return  # only track events trigger, exit or count for behaviour
         rules = self._rules
         name = event.name
         if name in rules.history_names:
             person.history.setdefault(name, []).append(event.timestamp_ms)
+        out = self._out
         for campaign_name in rules.by_exit.get(name, ()):
             active = person.active.get(campaign_name)
             if not active:
@@ -493,41 +521,47 @@ class DeliveredEngine:
             for entry in active:
                 # Entries due at or before now were already sent by _fire_due.
                 entry.closed = True
-                yield _exp(
-                    "delivered",
-                    campaign_name,
-                    person_id,
-                    entry.trigger,
-                    ts_entry=entry.entry_ms,
-                    outcome=Outcome.NO_SEND,
-                    reason=exit_reason(name),
-                    exit_event_id=event.id,
+                out.append(
+                    _exp(
+                        "delivered",
+                        campaign_name,
+                        person_id,
+                        entry.trigger,
+                        ts_entry=entry.entry_ms,
+                        outcome=Outcome.NO_SEND,
+                        reason=exit_reason(name),
+                        exit_event_id=event.id,
+                    )
                 )
             active.clear()
         for campaign_name, campaign in rules.by_trigger.get(name, ()):
             if not trigger_matches(campaign, event, person.history):
                 continue
             if now - event.timestamp_ms > STALE_MS:
-                yield _exp(
-                    "delivered",
-                    campaign_name,
-                    person_id,
-                    event,
-                    ts_entry=now,
-                    outcome=Outcome.NO_SEND,
-                    reason="stale",
+                out.append(
+                    _exp(
+                        "delivered",
+                        campaign_name,
+                        person_id,
+                        event,
+                        ts_entry=now,
+                        outcome=Outcome.NO_SEND,
+                        reason="stale",
+                    )
                 )
                 continue
             previous = person.entries.setdefault(campaign_name, [])
             if not _allowed(campaign, previous, now):
-                yield _exp(
-                    "delivered",
-                    campaign_name,
-                    person_id,
-                    event,
-                    ts_entry=now,
-                    outcome=Outcome.NO_SEND,
-                    reason="frequency",
+                out.append(
+                    _exp(
+                        "delivered",
+                        campaign_name,
+                        person_id,
+                        event,
+                        ts_entry=now,
+                        outcome=Outcome.NO_SEND,
+                        reason="frequency",
+                    )
                 )
                 continue
             previous.append(now)
@@ -537,7 +571,11 @@ class DeliveredEngine:
             heapq.heappush(self._due, (entry.send_ms, self._tick, entry))
             if campaign.delay == 0:
                 # A zero delay sends at once: nothing processed later can exit it.
-                yield from self._fire_due(now)
+                self._fire_due(now)
+
+
+_NONE: list[Expectation] = []
+"""Shared empty result of :meth:`DeliveredEngine.feed` (never mutated: callers only read it)."""
 
 
 def campaign_horizon_ms(scenario: Scenario) -> int:
