@@ -1,0 +1,180 @@
+"""The load session without Locust: a fake send function plays the target.
+
+Runs on gevent (the test process is patched by conftest). No assertion depends on timing:
+speeds are huge so every wait is ~0, and the assertions are about accounting.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+import pytest
+
+from generator.credentials import LOCAL_DEFAULTS
+from generator.events import CallType, Delivery, Event, Source
+from generator.load.messages import DONE, LEDGER, Collector
+from generator.load.outcome import Verdict, classify
+from generator.load.schedule import build_job
+from generator.load.session import ENDED_REASON, LoadSession, SessionConfig
+from generator.wire import encoder_for
+
+
+def shopper_deliveries(k: int, start: int, n: int, *, gap_ms: int = 1_000) -> list[Delivery]:
+    out = []
+    for i in range(n):
+        ev = Event(
+            id=f"S{k:03d}E{i:03d}",
+            shopper=k,
+            seq=i,
+            type=CallType.TRACK,
+            name="Product Viewed",
+            timestamp_ms=start + i * gap_ms,
+            user_id=None,
+            anonymous_id=f"anon-{k}",
+            properties={"product_id": "p1"},
+            context={},
+            source=Source.WEB,
+        )
+        out.append(
+            Delivery(event=ev, truth_id=ev.id, arrival_ms=start + i * gap_ms, dropped=(i == n - 1 and k == 1))
+        )
+    return out
+
+
+def jobs(
+    count: int, *, speed: float, per_shopper: int = 4, gap_ms: int = 1_000, batch: int = 1, spacing_ms=500
+):
+    for k in range(count):
+        start = 1_000_000 + k * spacing_ms
+        yield build_job(
+            k,
+            start,
+            shopper_deliveries(k, start, per_shopper, gap_ms=gap_ms),
+            origin_ms=1_000_000,
+            speed=speed,
+            batch_size=batch,
+            batch_window_ms=10_000,
+        )
+
+
+class Target:
+    """Answers by a script of statuses (cycled); records what it got."""
+
+    def __init__(self, statuses=(200,), body=b"{}"):
+        self.statuses = itertools.cycle(statuses)
+        self.body = body
+        self.requests = []
+
+    def __call__(self, request, name, context, headers):
+        self.requests.append((request, name, dict(context), dict(headers)))
+        status = next(self.statuses)
+        return classify(status, self.body, len(request.event_ids))
+
+
+def run_session(tmp_path, source, target, *, users=4, config=None, stop_after=None):
+    messages = []
+    collector = Collector(tmp_path, expected=1)
+
+    def emit(kind, data):
+        messages.append(kind)
+        (collector.on_ledger if kind == LEDGER else collector.on_done)(
+            orjson.loads(orjson.dumps(data)) if kind == DONE else data
+        )
+
+    import gevent
+
+    session = LoadSession(
+        source,
+        encoder=encoder_for("pipelines"),
+        creds=LOCAL_DEFAULTS,
+        config=config or SessionConfig(speed=1e6, flush_every_s=0.01),
+        emit=emit,
+        origin_ms=1_000_000,
+    )
+    session.start()
+
+    def user():
+        while not session.finished.is_set():
+            turn = session.take(timeout=0.05)
+            if turn is not None:
+                session.replay(turn, target)
+
+    pool = [gevent.spawn(user) for _ in range(users)]
+    if stop_after is not None:
+        gevent.sleep(stop_after)
+        session.stop(0)
+    assert session.wait(30), "session did not finish"
+    gevent.joinall(pool, timeout=5)
+    collector.close()
+    rows = [orjson.loads(line) for line in (tmp_path / "ledger.ndjson").read_bytes().splitlines()]
+    return session, collector, rows, messages
+
+
+def test_every_planned_delivery_is_settled_once_and_the_ledger_reaches_the_master(tmp_path):
+    target = Target()
+    session, collector, rows, messages = run_session(tmp_path, jobs(10, speed=1e6), target)
+    counts = session.ledger.counts
+    assert counts.planned == 40 and counts.settled == 40
+    assert counts.dropped_by_fault == 1 and counts.acknowledged == 39
+    assert len(rows) == 40 and len({(r["event_id"], r["state"]) for r in rows}) == 40
+    assert messages[-1] == DONE
+    summary = collector.summary()
+    assert summary["reconciled"] and summary["shoppers_started"] == 10
+    # Locust request metadata: bounded names, ids in the context, credentials in headers only
+    names = {name for _, name, _, _ in target.requests}
+    assert names == {"track: Product Viewed"}
+    assert all(ctx["event_id"].startswith("S") and "shopper" in ctx for _, _, ctx, _ in target.requests)
+
+
+def test_partial_batches_rejections_and_retries_are_accounted(tmp_path):
+    body = b'{"errors": [{"batch_index": 0, "message": "bad"}]}'
+    target = Target(statuses=(207,), body=body)
+    session, _, rows, _ = run_session(tmp_path, jobs(3, speed=1e6, batch=10), target)
+    counts = session.ledger.counts
+    assert counts.rejected == 3  # item 0 of each shopper's one batch
+    assert counts.settled == counts.planned
+    assert {r["reason"] for r in rows if r["state"] == "rejected"} == {"bad"}
+    assert {name for _, name, _, _ in target.requests} == {"batch"}
+
+    flaky = Target(statuses=(503,))
+    config = SessionConfig(speed=1e6, retries=1, backoff_s=0.0, flush_every_s=0.01)
+    session, _, rows, _ = run_session(tmp_path / "b", jobs(2, speed=1e6), flaky, config=config)
+    assert session.ledger.counts.given_up == session.ledger.counts.planned - 1  # one dropped by fault
+    assert all(r["attempts"] == 2 for r in rows if r["state"] == "given_up")
+    assert len(flaky.requests) == 2 * (session.ledger.counts.planned - 1)
+
+
+def test_long_think_times_park_the_shopper_and_free_the_user(tmp_path):
+    # 2 s simulated gaps at speed 10 = 0.2 s wall > park_s: each shopper is parked between sends.
+    config = SessionConfig(speed=10, park_s=0.05, flush_every_s=0.01)
+    session, _, _, _ = run_session(
+        tmp_path, jobs(3, speed=10, per_shopper=3, gap_ms=2_000), Target(), users=1, config=config
+    )
+    assert session.turns_parked == 5  # 2 gaps per shopper; shopper 1's last delivery is dropped by a fault
+    assert session.ledger.counts.acknowledged == 8
+    assert session.ledger.counts.settled == session.ledger.counts.planned
+
+
+def test_a_stop_records_waiting_shoppers_as_late_and_gives_up_what_was_not_sent(tmp_path):
+    # One user, shoppers whose sends are far apart: the user is busy, others wait in the queue.
+    config = SessionConfig(speed=1.0, park_s=1e9, late_ms=1.0, flush_every_s=0.01)
+    _, collector, rows, _ = run_session(
+        tmp_path,
+        jobs(5, speed=1.0, per_shopper=3, gap_ms=60_000, spacing_ms=1),
+        Target(),
+        users=1,
+        config=config,
+        stop_after=0.2,
+    )
+    summary = collector.summary()
+    assert summary["shoppers_unstarted"] >= 1
+    assert summary["start_lag"]["late"] >= summary["shoppers_unstarted"]
+    assert summary["reconciled"]
+    assert any(r["state"] == "given_up" and r["reason"] == ENDED_REASON for r in rows)
+
+
+def test_verdict_status_drives_ledger_fields():
+    assert Verdict(ok=True, status=200).status == 200
+    with pytest.raises(TypeError):
+        Verdict()  # type: ignore[call-arg]
