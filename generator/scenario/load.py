@@ -255,6 +255,12 @@ def _problem(doc: Document, entries: list[_Entry], overridden: Sequence[KeyPath]
     return doc.problem(path, message, hint, at_key=True if on_key else None)
 
 
+_MODEL_ERROR_KEYS = {
+    "transition probabilities sum": "next",
+    "a scenario needs at least one journey": "journeys",
+}
+"""Model-level errors (``model_validator``) that are about one key of their mapping."""
+
 _QUOTED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)'")
 
 
@@ -263,8 +269,9 @@ def _refine(doc: Document, path: KeyPath, message: str) -> KeyPath:
     value = doc.get(path)
     if not isinstance(value, dict):
         return path
-    if message.startswith("transition probabilities sum") and "next" in value:
-        return (*path, "next")
+    for prefix, key in _MODEL_ERROR_KEYS.items():
+        if message.startswith(prefix) and key in value:
+            return (*path, key)
     named = {m for m in _QUOTED.findall(message) if m in value}
     if len(named) == 1 and len(set(_QUOTED.findall(message))) == 1:
         return (*path, named.pop())

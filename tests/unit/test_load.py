@@ -378,3 +378,17 @@ def test_mutations_give_a_scenario_or_located_problems(mutations):
             assert problem.file == "m.yaml"
         return
     assert isinstance(result, Scenario)
+
+
+def test_model_level_errors_point_at_the_key_they_are_about():
+    problems = problems_in(MINIMAL.split("journeys:")[0] + "journeys: {}\n")
+    assert [(p.line, p.path, p.message) for p in problems] == [
+        (9, "journeys", "a scenario needs at least one journey")
+    ]
+    text = MINIMAL.replace(
+        "next: {cart: 0.3}", "next: {cart: 0.3}\n        think: {lognormal: {median: 0s, sigma: 1}}"
+    )
+    problems = problems_in(text)
+    assert [(p.path, p.message) for p in problems] == [
+        ("journeys.browse.states.product.think.lognormal.median", "lognormal 'median' must be positive")
+    ]
