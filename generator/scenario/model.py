@@ -935,6 +935,7 @@ METRICS = (
     "error_rate",
     "arrival_lag_p95_ms",
     "late_start_share",
+    "unexplained",
 )
 """Metric names a threshold may use; ``name[campaign]`` scopes a per-campaign metric."""
 
