@@ -196,6 +196,8 @@ def _str_field(
     obj: Mapping[str, Any], key: str, *, required: bool, limit: int, allow_number: bool = False
 ) -> str | None:
     value = obj.get(key)
+    if type(value) is str and 0 < len(value) <= limit // 4 and not value[0].isspace():
+        return value  # fast path: a plain short string is valid (≤ limit/4 chars is ≤ limit UTF-8 bytes)
     if value is None:
         if required:
             raise ItemError(f"'{key}' is required", field=key, reason="required")
@@ -501,7 +503,7 @@ def track_v2_batch(body: Mapping[str, Any], *, raw_size: int) -> Decoded:
     out = Decoded()
     for index, item in enumerate(items):
         try:
-            if _size(item) > ITEM_LIMIT:
+            if raw_size > ITEM_LIMIT and _size(item) > ITEM_LIMIT:
                 raise ItemError(f"operation larger than {ITEM_LIMIT} bytes", reason="too_large")
             out.ops.append(track_v2_item(item))
         except ItemError as exc:
@@ -654,7 +656,8 @@ def pipelines_body(body: Mapping[str, Any], kind: str | None, *, raw_size: int) 
     shared = body.get("context") if isinstance(body.get("context"), dict) else None
     for index, item in enumerate(items):
         try:
-            if _size(item) > ITEM_LIMIT:
+            # an item can only exceed the per-item limit when the whole body does
+            if raw_size > ITEM_LIMIT and _size(item) > ITEM_LIMIT:
                 out.oversize += 1
                 raise ItemError(f"message larger than {ITEM_LIMIT} bytes", reason="too_large")
             out.ops.append(pipelines_semantic(pipelines_message(item, None, shared_context=shared)))

@@ -34,9 +34,6 @@ MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 """Raw (possibly gzip) body bytes accepted; more answers ``413``."""
 
-IDLE_TIMEOUT_S = 75.0
-"""An idle keep-alive connection is closed after this long."""
-
 _REASONS = {
     100: "Continue",
     200: "OK",
@@ -150,7 +147,9 @@ class HttpServer:
             except (OSError, ssl.SSLError):
                 sock.close()
                 return
-        sock.settimeout(IDLE_TIMEOUT_S)
+        # No per-socket timeout: gevent arms a timer on every recv/send of a socket with one,
+        # which costs more than the request itself; idle keep-alive connections are closed by
+        # the client (or when the server stops).
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
         buf = b""
         try:
@@ -342,7 +341,10 @@ class HttpServer:
         body = response.body
         if isinstance(body, bytes | bytearray):
             head.append(f"Content-Length: {len(body)}\r\n\r\n")
-            sock.sendall("".join(head).encode("latin-1") + body)
+            data = "".join(head).encode("latin-1") + body
+            sent = sock.send(data)  # one syscall in the common case (a small response)
+            if sent < len(data):
+                sock.sendall(data[sent:])
             return
         head.append("Transfer-Encoding: chunked\r\n\r\n")
         sock.sendall("".join(head).encode("latin-1"))

@@ -185,6 +185,7 @@ def activities(workspace: Workspace, profile: Profile, params: Mapping[str, str]
     want_name = params.get("name") or None
     items: list[tuple[int, int, dict[str, Any]]] = []
     identifiers = profile.identifiers()
+    workspace.store.ensure_person_index()
     for seq, event_id, name, kind, ts, props in workspace.store.query(
         "SELECT seq, event_id, name, type, timestamp_ms, properties FROM events"
         " WHERE cio_id = ? AND outcome != 'duplicate'",

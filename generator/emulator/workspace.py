@@ -112,7 +112,7 @@ class Workspace:
         properties = orjson.dumps(op.properties)
         if op.event_id is not None and self._duplicate(op.event_id, now_ms):
             self.counters.duplicates += 1
-            self.store.execute(
+            self.store.append(
                 _INSERT_EVENT,
                 (
                     seq,
@@ -129,9 +129,6 @@ class Workspace:
                 ),
             )
             return
-        facts = EventFacts(
-            event_id=event_id, name=op.name, type=op.type, timestamp_ms=timestamp, properties=op.properties
-        )
         profile: Profile | None = None
         outcome = "accepted"
         if op.who is not None:
@@ -154,7 +151,7 @@ class Workspace:
             outcome = "anonymous_pending"
         if profile is None and outcome == "anonymous_pending" and now_ms - timestamp > ANON_RETENTION_MS:
             outcome = "expired"
-        self.store.execute(
+        self.store.append(
             _INSERT_EVENT,
             (
                 seq,
@@ -170,9 +167,15 @@ class Workspace:
                 op.api,
             ),
         )
+        if outcome == "merged_anonymous":
+            self.counters.anon_merged += 1
+        engine = self.campaigns
+        if not engine.relevant(op.name):
+            return  # the common case under load: no campaign cares about this event
+        facts = EventFacts(
+            event_id=event_id, name=op.name, type=op.type, timestamp_ms=timestamp, properties=op.properties
+        )
         if profile is not None:
-            if outcome == "merged_anonymous":
-                self.counters.anon_merged += 1
             self.campaigns.process(profile, facts, now_ms)
         else:
             self.campaigns.process_anonymous(facts, now_ms)
@@ -301,6 +304,7 @@ class Workspace:
                 link = self.people.anon_links.get(anonymous_id)
                 self.people.link_anonymous(primary, anonymous_id, link[1] if link else now_ms)
         cutoff = now_ms - ANON_RETENTION_MS
+        self.store.ensure_person_index()
         rows = self.store.query(
             "SELECT seq, event_id, name, type, timestamp_ms, properties FROM events"
             " WHERE cio_id = ? AND timestamp_ms >= ? AND outcome != 'duplicate' ORDER BY timestamp_ms, seq",
