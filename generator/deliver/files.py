@@ -3,8 +3,9 @@
 NDJSON (:class:`NdjsonSink`): one JSON document per line, UTF-8, ``\\n``-terminated; the line
 formats are documented in :mod:`generator.wire.ndjson`. A target ending in ``.gz`` is written
 as deterministic gzip (header ``mtime`` = 0, no file name), so the same seed gives the same
-compressed bytes. ``-`` writes to standard output. A file is written as ``<name>.partial``
-and renamed when closed cleanly, so an interrupted run never leaves a complete-looking file.
+compressed bytes. ``-`` writes to standard output. A regular file is written as
+``<name>.partial`` and renamed when closed cleanly, so an interrupted run never leaves a
+complete-looking file; devices and pipes (``/dev/null``, a FIFO) are written directly.
 
 People CSV (:class:`PeopleCsvSink`): the layout Customer.io's people CSV import takes, one
 row per person that becomes identified, header first::
@@ -65,7 +66,14 @@ class NdjsonSink:
             self._out = sys.stdout.buffer
             return
         path = Path(self.target)
-        self._raw, self._partial = _open_partial(path)
+        if path.exists() and not path.is_file():
+            # /dev/null, a FIFO, /dev/stdout: write straight through, nothing to rename.
+            try:
+                self._raw = open(path, "wb")  # noqa: SIM115 - closed by close()
+            except OSError as exc:
+                raise ShopsimError(f"cannot write {path}: {exc.strerror or exc}") from None
+        else:
+            self._raw, self._partial = _open_partial(path)
         if path.suffix == ".gz":
             # filename="" and mtime=0: the gzip header carries nothing that varies between runs.
             self._out = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)

@@ -429,3 +429,15 @@ def test_on_the_shipped_d2c_scenario():
     assert dump([d for d in fewer if d.event.shopper < 100]) == dump(
         [d for d in deliveries if d.event.shopper < 100]
     )
+
+
+def test_altered_copies_every_field():
+    from dataclasses import replace
+
+    from generator.faults import _altered
+
+    event = replace(life(3, T0).events[3], journey="j", state="s")
+    assert _altered(event) == event
+    assert _altered(event, name="x", timestamp_ms=1, user_id=None) == replace(
+        event, name="x", timestamp_ms=1, user_id=None
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import rich.progress  # noqa: F401 - rich.style draws from global `random` once, at import: do it before the guard
 
 from generator.cli import main
 
@@ -142,3 +143,23 @@ def test_missing_scenario_and_unwritable_output_exit_2(tmp_path, capsys):
     assert "nope.yaml" in capsys.readouterr().err
     assert main(["generate", SCENARIO, "--shoppers", "2", "-o", str(tmp_path / "no" / "dir.ndjson")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_progress_bar_runs_on_a_stream(tmp_path):
+    import io
+
+    from generator.commands.generate import generate as write
+    from generator.scenario.load import load_scenario
+    from generator.simulate import simulate_shoppers
+
+    scenario = load_scenario(SCENARIO)
+    stream = io.StringIO()
+    stats = write(
+        scenario,
+        simulate_shoppers(scenario, seed=7, shoppers=20),
+        seed=7,
+        output=tmp_path / "a.ndjson",
+        progress_total=20,
+        progress_to=stream,
+    )
+    assert stats.shoppers == 20 and stats.lines == len(lines(tmp_path / "a.ndjson"))
