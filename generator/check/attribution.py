@@ -187,7 +187,8 @@ def extra(ev: Evidence, delivered_id: str, truth_id: str) -> Cause:
     """Why a message was sent that the truth does not expect (duplicate or false trigger)."""
     infos = ev.deliveries_of(truth_id)
     name = infos[0].name if infos else "event"
-    if delivered_id != truth_id:
+    if delivered_id != truth_id or any(i.event_id != truth_id and i.arrived for i in infos):
+        # Either this entry is a copy, or a copy of the same truth event entered first.
         return Cause("double_fire", f"duplicate {name} with new id")
     if (
         _tag(infos, "retry_duplicate")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 _SHOWN = (
@@ -43,7 +44,7 @@ def print_summary(
             table.add_column(col, justify="left" if col == "campaign" else "right")
         for name, row in campaigns.items():
             table.add_row(
-                name,
+                escape(name),
                 _fmt(row.get("truth_send", 0)),
                 _fmt(row.get("sent", 0)),
                 _fmt(metrics.get(f"trigger_recall[{name}]")),
@@ -57,16 +58,19 @@ def print_summary(
     table.add_column("value", justify="right")
     for key in _SHOWN:
         if key in metrics:
-            table.add_row(key, _fmt(metrics[key]))
+            table.add_row(escape(key), _fmt(metrics[key]))
     for key, value in metrics.items():
         if "[" not in key and key not in _SHOWN:
-            table.add_row(key, _fmt(value))
+            table.add_row(escape(key), _fmt(value))
     console.print(table)
     failures = [f for f in summary.get("failures", []) if f.get("severity") != "info"][:examples]
     for f in failures:
+        text = (
+            f"{f.get('check')}: {f.get('title')}\n  {f.get('message')}\n  cause: {f.get('cause')}\n"
+            f"  {f.get('reproduce') or ''}"
+        )
         console.print(
-            f"[bold red]{str(f.get('severity', '')).upper()}[/] {f.get('check')}: {f.get('title')}\n"
-            f"  {f.get('message')}\n  cause: {f.get('cause')}\n  {f.get('reproduce') or ''}",
+            f"[bold red]{str(f.get('severity', '')).upper()}[/] {escape(text)}",
             markup=True,
             highlight=False,
             soft_wrap=True,
@@ -79,10 +83,10 @@ def print_summary(
         table.add_column("result")
         for t in thresholds:
             ok = bool(t.get("passed"))
-            result = "[green]pass[/]" if ok else f"[bold red]FAIL[/] {t.get('note') or ''}"
-            table.add_row(str(t.get("threshold")), _fmt(t.get("actual")), result)
+            result = "[green]pass[/]" if ok else f"[bold red]FAIL[/] {escape(str(t.get('note') or ''))}"
+            table.add_row(escape(str(t.get("threshold"))), _fmt(t.get("actual")), result)
         console.print(table)
     verdict = str(summary.get("verdict", "fail"))
     colour = "green" if verdict == "pass" else "bold red"
     where = f"  report: {run_dir}/report.html" if run_dir else ""
-    console.print(f"[{colour}]{verdict.upper()}[/] seed {summary.get('seed')}{where}")
+    console.print(f"[{colour}]{verdict.upper()}[/] seed {summary.get('seed')}{escape(where)}")
