@@ -400,6 +400,36 @@ class DeliveredEngine:
             self._pending.setdefault(anon, []).append((self._order, event))
         return out
 
+    def merge(self, primary: str, secondary: str, arrival_ms: int) -> list[Expectation]:
+        """``merge_customers`` at ``arrival_ms``: the secondary's history and open entries move to
+        the primary (its events count for behaviour windows but never trigger or exit), its
+        anonymous ids follow, and the secondary id is free again. Nothing happens unless both exist.
+        """
+        now = max(arrival_ms, self._now)
+        self._now = now
+        out: list[Expectation] = []
+        self._out = out
+        if self._due and self._due[0][0] <= now:
+            self._fire_due(now)
+        target = self._people.get(primary)
+        source = self._people.get(secondary)
+        if target is None or source is None or primary == secondary:
+            return out
+        for name, stamps in source.history.items():
+            target.history.setdefault(name, []).extend(stamps)
+        for campaign, entries in source.entries.items():
+            merged = sorted([*target.entries.get(campaign, []), *entries])
+            target.entries[campaign] = merged
+        for campaign, active in source.active.items():
+            for entry in active:
+                entry.person = primary
+            target.active.setdefault(campaign, []).extend(active)
+        for anon, (owner, linked) in list(self._owner.items()):
+            if owner == secondary:
+                self._owner[anon] = (primary, linked)
+        del self._people[secondary]
+        return out
+
     def finish(self) -> Iterator[Expectation]:
         """Everything still open: due sends, and triggers that never reached a person."""
         out: list[Expectation] = []
