@@ -144,6 +144,10 @@ class Catalog:
         total = sum(weights)
         self._cumulative = [w / total for w in accumulate(weights)]
         self._props: dict[tuple[int, int], dict[str, Any]] = {}
+        self._pages: dict[int, tuple[str, str]] = {}
+        self._category_pages = {
+            c: (f"/collections/{c}", c.replace("_", " ").title()) for c in spec.categories
+        }
         self._items: dict[tuple[int, int, int], dict[str, Any]] = {}
         qty = spec.quantity if sum(spec.quantity) > 0 else (1.0,)
         qtotal = sum(qty)
@@ -187,6 +191,18 @@ class Catalog:
             self._props.clear()
         self._props[key] = found
         return found
+
+    def page_info(self, index: int) -> tuple[str, str]:
+        """The product page's path and title."""
+        found = self._pages.get(index)
+        if found is None:
+            product = self.products[index]
+            found = self._pages[index] = (f"/products/{product.handle}", product.name)
+        return found
+
+    def category_page(self, category: str) -> tuple[str, str]:
+        """A category (collection) page's path and title."""
+        return self._category_pages[category]
 
     def line_item(self, index: int, variant: int, quantity: int) -> dict[str, Any]:
         """An order/checkout line item (Segment e-commerce ``products[]`` shape; shared dict)."""

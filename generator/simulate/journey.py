@@ -57,6 +57,12 @@ _CALL_GAP_MIN_MS = 40
 _CALL_GAP_SPAN_MS = 900
 """Consecutive calls inside one visit are 40–940 ms apart (page load → track → identify)."""
 
+_PAGE, _TRACK, _SCREEN, _IDENTIFY = CallType.PAGE, CallType.TRACK, CallType.SCREEN, CallType.IDENTIFY
+_WEB, _APP, _SERVER = Source.WEB, Source.APP, Source.SERVER
+_K_PAGE, _K_TRACK, _K_SCREEN, _K_IDENTIFY = (
+    model.CallKind.PAGE, model.CallKind.TRACK, model.CallKind.SCREEN, model.CallKind.IDENTIFY,
+)  # fmt: skip
+
 # --------------------------------------------------------------------------- fast ULIDs
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -299,11 +305,15 @@ class Compiled:
         self.sources = tuple(s for s, v in pop.sources.items() if v.weight > 0)
         self.source_cum = _cumulative([pop.sources[s].weight for s in self.sources])
         self.source_spec = dict(pop.sources)
+        self.source_referrer = {name: spec.referrer or "" for name, spec in pop.sources.items()}
         self.cross_device_share = scenario.identity.cross_device_share
         self.points = dict(scenario.identity.points)
         self.strategy = scenario.identity.strategy
         plan = scenario.tracking_plan.all_events
         self.page_props = tuple(scenario.tracking_plan.page_properties)
+        # Page events are built with the default page plan's keys in its order; when the
+        # scenario's page plan lists all of them, the built dict is the payload as is.
+        self.page_plan_covers = tuple(model.default_page_properties()) == self.page_props
         self.tracks = {name: _track_spec(name, spec) for name, spec in plan.items()}
         self.product_payloads: dict[tuple[str, tuple[int, int]], dict[str, Any]] = {}
         self.journeys = tuple(self._journey(n, j) for n, j in scenario.journeys.items())
@@ -459,6 +469,8 @@ class _Walk:
         self.user_id = ident.user_id
         # Session / page context.
         self.source = self.first_source
+        self.source_referrer = c.source_referrer.get(self.source, "")
+        self.journey_name = self.journey.name
         self.campaign: dict[str, Any] | None = None
         self.landing = True
         self.prev_url = ""
@@ -482,34 +494,35 @@ class _Walk:
         return f"{prefix}{self.d.bits() & 0xFFFF_FFFF_FFFF:012x}"
 
     def _emit(
-        self,
-        kind: CallType,
-        name: str,
-        props: dict[str, Any],
-        *,
-        state: str,
-        server: bool = False,
-        context: dict[str, Any] | None = None,
+        self, kind: CallType, name: str, props: dict[str, Any], state: str, server: bool = False
     ) -> None:
         dev = self.dev
         if server:
-            source = Source.SERVER
+            source = _SERVER
             ctx: dict[str, Any] = SERVER_CONTEXT
             if self.known:
                 user_id, anon = self.user_id, None
             else:
                 user_id, anon = None, self.ident.anonymous_ids[dev]
         else:
-            source = Source.APP if self.app[dev] else Source.WEB
-            ctx = context if context is not None else self.ctx
+            source = _APP if self.app[dev] else _WEB
+            ctx = self.ctx
             anon = self.ident.anonymous_ids[dev]
-            user_id = self.user_id if self.identified[dev] or kind is CallType.IDENTIFY else None
+            user_id = self.user_id if self.identified[dev] else None
             self.used_devices[dev] = True
         ts = self.now
         events = self.events
+        # 80 random bits for the ULID, straight from the buffer (two 64-bit words).
+        d = self.d
+        i = d._bits_i
+        if i >= len(d._bits):
+            d._bits = d._rng.bit_generator.random_raw(64).tolist()
+            i = 0
+        d._bits_i = i + 2
+        bits = (d._bits[i] << 16) | (d._bits[i + 1] & 0xFFFF)
         events.append(
             _event(
-                fast_ulid(ts, self.d.bits()),
+                fast_ulid(ts, bits),
                 self.k,
                 len(events),
                 kind,
@@ -520,7 +533,7 @@ class _Walk:
                 props,
                 ctx,
                 source,
-                self.journey.name,
+                self.journey_name,
                 state,
             )
         )
@@ -533,6 +546,7 @@ class _Walk:
     def new_session(self) -> None:
         c = self.c
         self.source = c.sources[_choose(c.source_cum, self.d.u())]
+        self.source_referrer = c.source_referrer.get(self.source, "")
         if self.cross:
             self.dev ^= 1
         self.landing = True
@@ -571,75 +585,75 @@ class _Walk:
         self.product = c.catalog.props(index, variant)
 
     def page(self, kind: str, state: str, picked: bool) -> bool:
-        """Emit a page (web) or screen (app) view of ``kind``; returns whether a product was picked."""
+        """Emit a page (web) or screen (app) view of ``kind``; returns whether a product was picked.
+
+        Properties are built in the default page plan's order (url, path, title, referrer,
+        search, category, product_id, sku, utm_*), so with a plan that lists them all the dict
+        is used as is; a narrower plan gets the projection.
+        """
         c = self.c
-        base = c.catalog.base_url
-        vals: dict[str, Any] = {}
+        catalog = c.catalog
         search = ""
+        extra: dict[str, Any] | None = None
         if kind == "product":
             if not picked or self.product is None:
                 self._pick_product()
                 picked = True
-            assert self.product is not None
-            product = c.catalog.products[self.product_key[0]]
-            path, title = f"/products/{product.handle}", product.name
-            vals = {
-                "category": product.category,
-                "product_id": product.product_id,
-                "sku": self.product["sku"],
+            product = self.product
+            assert product is not None
+            path, title = catalog.page_info(self.product_key[0])
+            extra = {
+                "category": product["category"],
+                "product_id": product["product_id"],
+                "sku": product["sku"],
             }
         elif kind == "category":
-            category = (
-                c.catalog.products[self.product_key[0]].category
-                if self.product is not None and self.d.u() < 0.5
-                else c.catalog.categories[
-                    int(self.d.u() * len(c.catalog.categories)) % len(c.catalog.categories)
-                ]
-            )
-            path, title = f"/collections/{category}", category.replace("_", " ").title()
-            vals = {"category": category}
+            categories = catalog.categories
+            if self.product is not None and self.d.u() < 0.5:
+                category = self.product["category"]
+            else:
+                category = categories[int(self.d.u() * len(categories)) % len(categories)]
+            path, title = catalog.category_page(category)
+            extra = {"category": category}
         elif kind == "search":
             term = SEARCH_TERMS[int(self.d.u() * len(SEARCH_TERMS)) % len(SEARCH_TERMS)]
             search = "?q=" + term.replace(" ", "+")
             path, title = "/search", f"Search: {term}"
-            vals = {"search": search, "query": term}
         else:
             path, title = STATIC_PAGES[kind]
-        url = base + path + search
+        url = catalog.base_url + path + search
+        utm: dict[str, Any] | None = None
         if self.landing:
-            query, utm_props = self._landing_context()
+            query, utm = self._landing_context()
             if query:
                 url = url + ("&" if search else "?") + query
-                vals.update(utm_props)
-            spec = c.source_spec.get(self.source)
-            referrer = spec.referrer if spec and spec.referrer else ""
+            referrer = self.source_referrer
             self.landing = False
         else:
             referrer = self.prev_url
         self.prev_url = url
-        page_ctx: dict[str, Any] = {
-            "path": path,
-            "referrer": referrer,
-            "search": search,
-            "title": title,
-            "url": url,
-        }
+        full = {"url": url, "path": path, "title": title}
+        if referrer:
+            full["referrer"] = referrer
+        if search:
+            full["search"] = search
+        if extra is not None:
+            full.update(extra)
+        if utm:
+            full.update(utm)
         ctx = dict(self.base_ctx[self.dev])
         if self.campaign is not None:
             ctx["campaign"] = self.campaign
         is_app = self.app[self.dev]
         if not is_app:
-            ctx["page"] = page_ctx
+            ctx["page"] = {"path": path, "referrer": referrer, "search": search, "title": title, "url": url}
         self.ctx = ctx
-        full = {"url": url, "path": path, "title": title, **vals}
-        if referrer:
-            full["referrer"] = referrer
-        self.page_vals = full
-        props = {p: full[p] for p in c.page_props if p in full}
+        self.page_vals = {**full, "query": search[3:].replace("+", " ")} if search else full
+        props = full if c.page_plan_covers else {p: full[p] for p in c.page_props if p in full}
         if is_app:
-            self._emit(CallType.SCREEN, SCREEN_NAMES[kind], props, state=state)
+            self._emit(_SCREEN, SCREEN_NAMES[kind], props, state)
         else:
-            self._emit(CallType.PAGE, title, props, state=state)
+            self._emit(_PAGE, title, props, state)
         return picked
 
     def screen(self, name: str, state: str) -> None:
@@ -656,7 +670,7 @@ class _Walk:
             ctx["campaign"] = self.campaign
         self.ctx = ctx
         self.page_vals = full
-        self._emit(CallType.SCREEN, name, {p: full[p] for p in self.c.page_props if p in full}, state=state)
+        self._emit(_SCREEN, name, {p: full[p] for p in self.c.page_props if p in full}, state)
 
     # ----------------------------------------------------------------- identify
 
@@ -680,7 +694,7 @@ class _Walk:
         }
         if self.c.strategy == "id":
             del traits["email"]
-        self._emit(CallType.IDENTIFY, "", traits, state=state)
+        self._emit(_IDENTIFY, "", traits, state)
 
     # ----------------------------------------------------------------- commerce
 
@@ -758,7 +772,7 @@ class _Walk:
                 self.c.product_payloads[key] = props
         else:
             props = self._payload(spec)
-        self._emit(CallType.TRACK, name, props, state=state, server=spec.server)
+        self._emit(_TRACK, name, props, state, spec.server)
         if finish_order:  # the cart became an order: the next add starts a new cart
             self.cart = []
             self.cart_id = ""
@@ -824,12 +838,12 @@ class _Walk:
                         self._tick()
                     before = len(self.events)
                     kind = call.kind
-                    if kind is model.CallKind.PAGE:
+                    if kind is _K_PAGE:
                         picked = self.page(call.target, state.name, picked)
-                    elif kind is model.CallKind.TRACK:
+                    elif kind is _K_TRACK:
                         assert call.track is not None
                         picked = self.track(call.track, state.name, picked)
-                    elif kind is model.CallKind.IDENTIFY:
+                    elif kind is _K_IDENTIFY:
                         self.identify(call.target, state.name)
                     else:
                         self.screen(call.target, state.name)
