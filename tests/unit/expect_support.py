@@ -20,6 +20,17 @@ CART = {
 }
 
 
+PLAN = {
+    "extends": "none",
+    "events": {
+        "Added to Cart": {"properties": {"cart_total": "number", "product_id": "string"}},
+        "Order Completed": {"properties": {"order_id": "string"}, "source": "server"},
+        "Product Viewed": {"properties": {}},
+    },
+}
+"""A tracking plan matching the hand-built events below."""
+
+
 def scenario(campaigns: dict[str, Any] | None = None, **extra: Any) -> Scenario:
     """A minimal valid scenario carrying ``campaigns``."""
     doc: dict[str, Any] = {
@@ -28,6 +39,7 @@ def scenario(campaigns: dict[str, Any] | None = None, **extra: Any) -> Scenario:
         "population": {"arrivals": {"rate_per_hour": 60}},
         "journeys": {"j": {"start": "s", "states": {"s": {"emit": [{"track": "Product Viewed"}]}}}},
         "campaigns": CART if campaigns is None else campaigns,
+        "tracking_plan": PLAN,
     }
     doc.update(extra)
     return Scenario.model_validate(doc)

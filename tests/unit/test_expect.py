@@ -65,8 +65,12 @@ def test_truth_filter_excludes_small_carts():
 
 def test_truth_frequency_once_per_day():
     campaigns = {"c": {**CART["cart_recovery"], "frequency": {"once_per": "24h"}}}
-    evs = [identify(0, "u1"), cart(0, user="u1", id="A"), cart(2 * HOUR, user="u1", id="B"),
-           cart(25 * HOUR, user="u1", id="C")]  # fmt: skip
+    evs = [
+        identify(0, "u1"),
+        cart(0, user="u1", id="A"),
+        cart(2 * HOUR, user="u1", id="B"),
+        cart(25 * HOUR, user="u1", id="C"),
+    ]
     out = by_trigger(expectations(scenario(campaigns), evs, basis="truth"))
     assert out["A"].outcome is Outcome.SEND
     assert out["B"].reason == "frequency"
@@ -89,13 +93,20 @@ def test_truth_browse_abandonment_behaviour_trigger_and_exit_on_cart():
             "frequency": "once",
         }
     }
-    browser = [identify(0, "u1"), event("Product Viewed", MIN, user="u1", id="V1"),
-               event("Product Viewed", 2 * MIN, user="u1", id="V2")]  # fmt: skip
+    browser = [
+        identify(0, "u1"),
+        event("Product Viewed", MIN, user="u1", id="V1"),
+        event("Product Viewed", 2 * MIN, user="u1", id="V2"),
+    ]
     assert sends(expectations(scenario(campaigns), browser, basis="truth")) == [
         ("browse", "u1", "V2", T0 + 2 * MIN + 2 * HOUR)
     ]
-    carter = [identify(0, "u2", shopper=1), event("Product Viewed", MIN, user="u2", shopper=1, id="W1"),
-              event("Product Viewed", 2 * MIN, user="u2", shopper=1, id="W2"), cart(3 * MIN, user="u2", shopper=1)]  # fmt: skip
+    carter = [
+        identify(0, "u2", shopper=1),
+        event("Product Viewed", MIN, user="u2", shopper=1, id="W1"),
+        event("Product Viewed", 2 * MIN, user="u2", shopper=1, id="W2"),
+        cart(3 * MIN, user="u2", shopper=1),
+    ]
     (exp,) = expectations(scenario(campaigns), carter, basis="truth")
     assert exp.reason == "exited"
 
@@ -129,8 +140,12 @@ def test_delivered_late_purchase_after_send_does_not_suppress():
 def test_delivered_dedupes_same_id_and_enters_new_id_copies():
     c = cart(0, user="u1", id="C1")
     copy = replace(c, id="C1b")
-    plan = [delivered(identify(-MIN, "u1")), delivered(c), delivered(c, 5_000, faults=("retry_duplicate",)),
-            delivered(copy, 10, faults=("double_fire",), truth_id="C1")]  # fmt: skip
+    plan = [
+        delivered(identify(-MIN, "u1")),
+        delivered(c),
+        delivered(c, 5_000, faults=("retry_duplicate",)),
+        delivered(copy, 10, faults=("double_fire",), truth_id="C1"),
+    ]
     assert [s[2] for s in sends(expectations(scenario(), plan, basis="delivered"))] == ["C1", "C1b"]
 
 
@@ -163,8 +178,11 @@ def test_delivered_merge_window_five_minutes_after_identify():
     inside = cart(0, anon="a1", id="IN")
     outside = cart(0, anon="a1", id="OUT")
     plan = [delivered(identify(0, "u1", "a1")), delivered(inside, 5 * MIN), delivered(outside, 5 * MIN + 1)]
-    out = by_trigger(expectations(scenario({"c": {**CART["cart_recovery"], "frequency": "every_time"}}), plan,
-                                  basis="delivered"))  # fmt: skip
+    out = by_trigger(
+        expectations(
+            scenario({"c": {**CART["cart_recovery"], "frequency": "every_time"}}), plan, basis="delivered"
+        )
+    )
     assert out["IN"].outcome is Outcome.SEND
     assert out["OUT"].reason == "anonymous"
 
@@ -213,8 +231,12 @@ def test_delivered_anonymous_id_is_not_reusable():
 
 
 def test_truth_and_delivered_agree_without_faults():
-    evs = [identify(0, "u1", "a1"), cart(MIN, user="u1", anon="a1", id="C1"), order(30 * MIN, user="u1", id="O1"),
-           cart(3 * HOUR, user="u1", anon="a1", id="C2")]  # fmt: skip
+    evs = [
+        identify(0, "u1", "a1"),
+        cart(MIN, user="u1", anon="a1", id="C1"),
+        order(30 * MIN, user="u1", id="O1"),
+        cart(3 * HOUR, user="u1", anon="a1", id="C2"),
+    ]
     truth = sends(expectations(scenario(), evs, basis="truth"))
     plan = sends(expectations(scenario(), [delivered(e) for e in evs], basis="delivered"))
     assert truth == plan == [("cart_recovery", "u1", "C2", T0 + 4 * HOUR)]
@@ -229,8 +251,15 @@ def test_truth_and_delivered_agree_without_faults():
 )
 def test_property_without_faults_delivered_equals_truth_for_identified_shoppers(script):
     """With every event delivered at its timestamp by an already-identified person, both bases agree."""
-    campaigns = {**CART, "every": {"trigger": {"event": "Product Viewed"}, "delay": "30m", "exit_on": ["Added to Cart"],
-                                  "frequency": {"once_per": "1h"}}}  # fmt: skip
+    campaigns = {
+        **CART,
+        "every": {
+            "trigger": {"event": "Product Viewed"},
+            "delay": "30m",
+            "exit_on": ["Added to Cart"],
+            "frequency": {"once_per": "1h"},
+        },
+    }
     evs = [identify(-HOUR, "u1", "a1")]
     for i, (kind, minute, _) in enumerate(sorted(script, key=lambda s: s[1])):
         at = minute * MIN + i  # distinct times: same-time ordering is a separate question

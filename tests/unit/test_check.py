@@ -1,0 +1,324 @@
+"""Checks, attribution and thresholds on hand-built evidence and observations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+
+from generator.check import (
+    CheckContext,
+    EvidenceBuilder,
+    Failure,
+    Observed,
+    Severity,
+    evaluate,
+    parse_thresholds,
+)
+from generator.check import registry as reg
+from generator.check.attribution import human_ms
+from generator.errors import ScenarioError
+from generator.events import Observation, ObservationKind, Person, ShopperLife
+from generator.scenario.model import Threshold
+
+from .expect_support import HOUR, MIN, T0, cart, delivered, event, identify, order, scenario
+
+
+def life(shopper: int, events, *, user: str) -> ShopperLife:
+    person = Person(
+        shopper=shopper,
+        user_id=user,
+        email=f"{user}@example.com",
+        first_name="A",
+        last_name="B",
+        phone="",
+        created_ms=T0,
+        returning=False,
+        anonymous_ids=(f"anon{shopper}",),
+    )
+    return ShopperLife(
+        person=person,
+        start_ms=min(e.timestamp_ms for e in events),
+        journey="j",
+        device="mobile_web",
+        traffic_source="direct",
+        events=tuple(events),
+    )
+
+
+def send(person: str, trigger: str, at: int, campaign: str = "cart_recovery") -> Observation:
+    return Observation(
+        kind=ObservationKind.SEND, person=person, at_ms=T0 + at, campaign=campaign, event_id=trigger
+    )
+
+
+def entry(person: str, trigger: str, at: int, campaign: str = "cart_recovery") -> Observation:
+    return Observation(
+        kind=ObservationKind.ENTRY, person=person, at_ms=T0 + at, campaign=campaign, event_id=trigger
+    )
+
+
+def seen(event_id: str, person: str = "") -> Observation:
+    return Observation(
+        kind=ObservationKind.EVENT, person=person, at_ms=T0, event_id=event_id, reason="accepted"
+    )
+
+
+def check(lives, plan, observations, *, sc=None, ledger: Path | None = None, names=None):
+    builder = EvidenceBuilder(sc or scenario())
+    for item in lives:
+        builder.add_life(item)
+    for d in plan:
+        builder.add_delivery(d)
+    evidence = builder.finish()
+    observed = Observed.build(observations, source="export", complete_events=True, comparable_times=True)
+    ctx = CheckContext(
+        evidence=evidence, observed=observed, scenario_path="s.yaml", seed=9, ledger_path=ledger
+    )
+    return reg.run_checks(ctx, names=names)
+
+
+def cart_abandoner(shopper: int = 0, user: str = "u1"):
+    ident = identify(0, user, f"anon{shopper}", shopper=shopper, id=f"I{shopper}")
+    c = cart(MIN, user=user, shopper=shopper, id=f"C{shopper}")
+    return ident, c
+
+
+def test_clean_run_has_full_recall_and_no_failures():
+    ident, c = cart_abandoner()
+    result = check(
+        [life(0, [ident, c], user="u1")],
+        [delivered(ident), delivered(c)],
+        [entry("u1", "C0", MIN), send("u1", "C0", MIN + HOUR), seen("C0", "u1")],
+    )
+    assert result.metrics["trigger_recall"] == 1.0
+    assert result.metrics["trigger_recall[cart_recovery]"] == 1.0
+    assert result.metrics["suppression_violations"] == 0
+    assert result.metrics["send_time_error_p95_ms"] == 0
+    assert result.metrics["delivered_recall"] == 1.0
+    assert result.metrics["unexplained"] == 0
+    assert [f for f in result.failures if f.severity > Severity.INFO] == []
+    assert not any(c.crashed for c in result.checks)
+
+
+def test_late_purchase_is_a_suppression_violation_attributed_to_latency():
+    ident = identify(0, "u1", "anon0", id="I0")
+    c = cart(0, user="u1", id="C0")
+    o = order(20 * MIN, user="u1", id="O0")
+    plan = [delivered(ident), delivered(c), delivered(o, 20 * MIN + 74 * MIN, faults=("latency",))]
+    result = check([life(0, [ident, c, o], user="u1")], plan, [entry("u1", "C0", 0), send("u1", "C0", HOUR)])
+    assert result.metrics["suppression_violations"] == 1
+    (failure,) = result.failures_for("suppression_violations")
+    assert failure.severity is Severity.CRITICAL
+    assert failure.cause == "late Order Completed (arrived 74 min after purchase; delay 60 min)"
+    assert failure.cause_kind == "latency"
+    assert failure.reproduce == "reproduce with: shopsim replay s.yaml --seed 9 --shopper 0"
+    assert failure.render().endswith(failure.reproduce)
+    assert result.metrics["delivered_recall"] == 1.0  # the platform did what it could with what it got
+
+
+def test_missed_message_attributed_to_a_dropped_trigger():
+    ident, c = cart_abandoner()
+    result = check(
+        [life(0, [ident, c], user="u1")], [delivered(ident), delivered(c, dropped=True, faults=("drop",))], []
+    )
+    assert result.metrics["trigger_recall"] == 0.0
+    (failure,) = result.failures_for("trigger_recall")
+    assert failure.cause == "Added to Cart dropped by ad blocker"
+
+
+def test_missed_message_attributed_to_schema_drift_and_violation_reported():
+    campaigns = {"c": {"trigger": {"event": "Added to Cart", "where": ["product_id == 'p1'"]}, "delay": "1h"}}
+    sc = scenario(campaigns)
+    ident, c = cart_abandoner()
+    drifted = replace(c, properties={**c.properties, "product_id": 1})
+    plan = [
+        delivered(ident),
+        delivered(drifted, faults=("schema_drift:retype:product_id:number",), truth_id=c.id),
+    ]
+    result = check([life(0, [ident, c], user="u1")], plan, [], sc=sc)
+    (missed,) = result.failures_for("trigger_recall")
+    assert missed.cause == "schema drift: product_id sent as number"
+    kinds = {(f.title, f.cause) for f in result.failures_for("tracking_plan")}
+    assert (
+        "Datatype properties.product_id on Added to Cart",
+        "schema drift: product_id sent as number",
+    ) in kinds
+    assert result.metrics["tracking_plan_violations"] >= 1
+    rows = result.details["violations"]
+    assert {"violationType", "violationField", "violationDescription", "eventName", "eventMessageID"} <= set(
+        rows[0]
+    )
+
+
+def test_double_fire_is_a_duplicate_entry_with_new_id():
+    ident, c = cart_abandoner()
+    copy = replace(c, id="C0-copy")
+    plan = [delivered(ident), delivered(c), delivered(copy, MIN + 10, faults=("double_fire",), truth_id=c.id)]
+    obs = [
+        entry("u1", "C0", MIN),
+        entry("u1", "C0-copy", MIN + 10),
+        send("u1", "C0", MIN + HOUR),
+        send("u1", "C0-copy", MIN + 10 + HOUR),
+    ]
+    result = check([life(0, [ident, c], user="u1")], plan, obs)
+    assert result.metrics["duplicate_entries"] == 1
+    (dup,) = result.failures_for("duplicate_entries")
+    assert dup.cause == "duplicate Added to Cart with new id"
+    assert result.metrics["false_triggers"] == 0
+    assert result.metrics["trigger_recall"] == 1.0
+
+
+def test_send_with_no_trigger_is_a_false_trigger_and_a_platform_rule_breach():
+    ident, c = cart_abandoner()
+    result = check(
+        [life(0, [ident, c], user="u1")],
+        [delivered(ident), delivered(c)],
+        [send("u1", "C0", MIN + HOUR), send("u1", "NOPE", 2 * HOUR)],
+    )
+    assert result.metrics["false_triggers"] == 1
+    (false,) = result.failures_for("false_triggers")
+    assert false.cause_kind == "unexplained"
+    assert any("against the platform rules" in f.title for f in result.failures_for("platform_rules"))
+    assert result.metrics["unexplained"] >= 2
+
+
+def test_never_identified_shopper_is_unaddressable_intent():
+    c = cart(0, anon="anon0", id="C0")
+    ident = identify(10 * MIN, "u1", "anon0", id="I0")
+    plan = [delivered(c), delivered(ident, dropped=True, faults=("never_identified",))]
+    result = check([life(0, [c, ident], user="u1")], plan, [])
+    assert result.metrics["unaddressable_intent"] == 1
+    (failure,) = result.failures_for("unaddressable_intent")
+    assert failure.cause == "never identified (identify never arrived)"
+    (missed,) = result.failures_for("trigger_recall")
+    assert missed.cause_kind == "never_identified"
+
+
+def test_merge_completeness_counts_anonymous_events_on_the_profile():
+    v1 = event("Product Viewed", 0, anon="anon0", id="V1", props={})
+    v2 = event("Product Viewed", MIN, anon="anon0", id="V2", props={})
+    ident = identify(2 * MIN, "u1", "anon0", id="I0")
+    plan = [delivered(v1), delivered(v2, 9 * MIN, faults=("latency",)), delivered(ident)]
+    result = check(
+        [life(0, [v1, v2, ident], user="u1")], plan, [seen("V1", "u1"), seen("V2", "")], sc=scenario({})
+    )
+    assert result.metrics["merge_completeness"] == 0.5
+    (failure,) = result.failures_for("merge_completeness")
+    assert "beyond the 5-min merge window" in failure.cause
+
+
+def test_ingestion_loss_reads_the_ledger(tmp_path: Path):
+    ident, c = cart_abandoner()
+    ledger = tmp_path / "ledger.ndjson"
+    rows = [
+        {"event_id": "C0", "state": "acknowledged", "status": 200, "shopper": 0, "name": "Added to Cart"},
+        {"event_id": "I0", "state": "acknowledged", "status": 200, "shopper": 0, "name": ""},
+        {"event_id": "GONE", "state": "acknowledged", "status": 200, "shopper": 0, "name": "Added to Cart"},
+        {"event_id": "REJ", "state": "rejected", "status": 400, "shopper": 0, "name": "x"},
+    ]
+    ledger.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    result = check(
+        [life(0, [ident, c], user="u1")], [delivered(ident), delivered(c)], [seen("C0", "u1")], ledger=ledger
+    )
+    assert result.metrics["ingestion_loss"] == 1
+    assert [f.event_id for f in result.failures_for("ingestion_loss")] == ["GONE"]
+
+
+def test_unmeasurable_metrics_are_none_without_an_event_export():
+    ident, c = cart_abandoner()
+    builder = EvidenceBuilder(scenario())
+    builder.add_life(life(0, [ident, c], user="u1"))
+    evidence = builder.finish()
+    observed = Observed.build([], source="webhooks", complete_events=False, comparable_times=False)
+    result = reg.run_checks(CheckContext(evidence=evidence, observed=observed, scenario_path="s", seed=1))
+    assert result.metrics["merge_completeness"] is None
+    assert result.metrics["ingestion_loss"] is None
+    assert result.metrics["send_time_error_p95_ms"] is None
+
+
+def test_a_crashing_check_is_reported_as_its_failure_and_others_still_run(monkeypatch: pytest.MonkeyPatch):
+    def broken(ctx, out):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(reg._REGISTRY, "broken", broken)
+    ident, c = cart_abandoner()
+    result = check(
+        [life(0, [ident, c], user="u1")],
+        [delivered(ident), delivered(c)],
+        [],
+        names=["broken", "trigger_recall"],
+    )
+    (crash,) = result.failures_for("broken")
+    assert crash.title == "check crashed" and "boom" in crash.message
+    assert result.metrics["trigger_recall"] == 0.0
+    assert [c.name for c in result.checks if c.crashed] == ["broken"]
+    assert not result.passed
+
+
+def test_failures_deduplicate_by_key_and_sort_worst_first():
+    from generator.check.model import CheckResult
+
+    result = CheckResult()
+    out = reg.Collector(
+        "x", result, reproduce=lambda k: f"reproduce with: shopsim replay s --seed 1 --shopper {k}"
+    )
+    low = Failure(check="x", severity=Severity.LOW, title="t", message="m", shopper=3, event_id="E")
+    out.fail(low)
+    out.fail(low)
+    out.fail(Failure(check="x", severity=Severity.CRITICAL, title="t2", message="m", shopper=1))
+    assert out.count == 2
+    assert result.failures[0].reproduce.endswith("--shopper 3")
+    assert sorted(result.failures, key=lambda f: f.sort_key)[0].severity is Severity.CRITICAL
+
+
+def test_human_durations():
+    assert human_ms(850) == "850 ms"
+    assert human_ms(12_000) == "12 s"
+    assert human_ms(74 * MIN) == "74 min"
+    assert human_ms(80 * HOUR) == "3.3 d"
+    assert human_ms(5 * HOUR) == "5.0 h"
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def test_thresholds_decide_the_verdict():
+    metrics = {
+        "suppression_violations": 2.0,
+        "trigger_recall": 0.97,
+        "trigger_recall[cart]": 1.0,
+        "ingestion_loss": None,
+    }
+    results = evaluate(
+        [
+            Threshold.model_validate(t)
+            for t in (
+                "suppression_violations == 0",
+                "trigger_recall >= 0.95",
+                "trigger_recall[cart] == 1",
+                "trigger_recall[nope] > 0",
+                "ingestion_loss == 0",
+                "p95_ms < 300",
+            )
+        ],
+        metrics,
+    )
+    assert [r.passed for r in results] == [False, True, True, False, False, False]
+    assert "no scope 'nope'" in results[3].note and "cart" in results[3].note
+    assert "cannot be measured" in results[4].note
+    assert "not measured" in results[5].note
+
+
+def test_bad_expect_flag_is_an_input_error_naming_the_flag():
+    with pytest.raises(
+        ScenarioError, match=r"--expect 'suppresion_violations == 0'.*did you mean 'suppression_violations'"
+    ):
+        parse_thresholds(["suppresion_violations == 0"])
+    with pytest.raises(ScenarioError, match="cannot read threshold"):
+        parse_thresholds(["recall is high"])
+    assert [str(t) for t in parse_thresholds(["trigger_recall[cart] >= 0.9"])] == [
+        "trigger_recall[cart] >= 0.9"
+    ]
