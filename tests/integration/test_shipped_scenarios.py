@@ -1,0 +1,42 @@
+"""Every shipped scenario runs end to end on the embedded emulator (small shopper counts).
+
+The failure-mode scenarios must also pass their own thresholds at these counts: each proves
+its failure mode is detected and attributed (runs are deterministic per seed, so a pass here is
+a pass every time). Other shipped scenarios must complete with every check running cleanly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator.pipeline import run
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+FAILURE_MODES = {
+    "clean_baseline",
+    "late_purchase_events",
+    "add_to_cart_storm",
+    "never_identified",
+    "schema_drift",
+}
+SHOPPERS = 150
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_shipped_scenario_runs_end_to_end(path: Path, tmp_path: Path) -> None:
+    result = run(path, shoppers=SHOPPERS, results=tmp_path, quiet=True, write_data=False)
+    assert [c.name for c in result.check.checks if c.crashed] == []
+    for name in ("run.json", "summary.json", "report.html", "junit.xml", "ledger.ndjson"):
+        assert (result.run_dir / name).is_file(), name
+    assert result.summary["counts"]["ledger"]["planned"] == result.summary["counts"]["planned"]
+    if path.stem in FAILURE_MODES:
+        assert result.passed, result.explain()
+        assert result.unexplained == 0
+
+
+def test_failure_mode_scenarios_are_shipped() -> None:
+    assert {p.stem for p in SCENARIOS} >= FAILURE_MODES
