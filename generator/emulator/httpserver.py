@@ -67,6 +67,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     peer: str = ""
+    version: str = "HTTP/1.1"
 
     def segments(self) -> list[str]:
         """The path split on ``/`` with each segment percent-decoded (``%2F`` stays inside)."""
@@ -163,6 +164,13 @@ class HttpServer:
                     return  # clean EOF between requests
                 response = self._call(request)
                 keep_alive = keep_alive and not response.close
+                if request.method == "HEAD":
+                    response = _headless(response)
+                if request.version == "HTTP/1.0" and not isinstance(response.body, bytes | bytearray):
+                    # HTTP/1.0 has no chunked encoding: stream the body raw and end it by closing
+                    keep_alive = False
+                    self._send(sock, response, keep_alive=False, raw_stream=True)
+                    return
                 self._send(sock, response, keep_alive=keep_alive)
                 if not keep_alive:
                     return
@@ -214,9 +222,8 @@ class HttpServer:
             raise _BadRequest(400, "malformed request line")
         method, target, version = parts
         if version not in ("HTTP/1.1", "HTTP/1.0"):
-            if version.startswith("HTTP/"):
-                raise _BadRequest(505, "only HTTP/1.0 and HTTP/1.1 are supported")
-            raise _BadRequest(400, "malformed request line")
+            # 400 rather than 505: bad input never gets a 5xx from the emulator
+            raise _BadRequest(400, "malformed request line (only HTTP/1.0 and HTTP/1.1 are supported)")
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
@@ -248,7 +255,7 @@ class HttpServer:
         expect_continue = headers.get("expect", "").lower() == "100-continue"
         if transfer:
             if transfer != "chunked":
-                raise _BadRequest(501, f"unsupported transfer-encoding {transfer!r}")
+                raise _BadRequest(400, f"unsupported transfer-encoding {transfer[:40]!r}; use chunked")
             if "content-length" in headers:
                 raise _BadRequest(400, "both content-length and transfer-encoding given")
             if expect_continue:
@@ -273,11 +280,10 @@ class HttpServer:
                 buf += chunk
             body = buf[:length]
             buf = buf[length:]
-        return (
-            Request(method=method, path=path, query=query, headers=headers, body=body, peer=peer),
-            buf,
-            keep_alive,
+        request = Request(
+            method=method, path=path, query=query, headers=headers, body=body, peer=peer, version=version
         )
+        return request, buf, keep_alive
 
     def _read_chunked(self, sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
         out: list[bytes] = []
@@ -329,7 +335,9 @@ class HttpServer:
             out.append(buf[:size])
             buf = buf[size + 2 :]
 
-    def _send(self, sock: socket.socket, response: Response, *, keep_alive: bool) -> None:
+    def _send(
+        self, sock: socket.socket, response: Response, *, keep_alive: bool, raw_stream: bool = False
+    ) -> None:
         status = response.status
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"]
         for name, value in response.headers.items():
@@ -345,6 +353,11 @@ class HttpServer:
             sent = sock.send(data)  # one syscall in the common case (a small response)
             if sent < len(data):
                 sock.sendall(data[sent:])
+            return
+        if raw_stream:
+            sock.sendall(("".join(head) + "\r\n").encode("latin-1"))
+            for piece in _iterate(body):
+                sock.sendall(piece)
             return
         head.append("Transfer-Encoding: chunked\r\n\r\n")
         sock.sendall("".join(head).encode("latin-1"))
@@ -367,6 +380,17 @@ class HttpServer:
 
 def _iterate(body: Iterable[bytes]) -> Iterator[bytes]:
     yield from body
+
+
+def _headless(response: Response) -> Response:
+    """A HEAD answer: the same status and headers, no body."""
+    return Response(
+        response.status,
+        b"",
+        content_type=response.content_type,
+        headers=response.headers,
+        close=response.close,
+    )
 
 
 def _error_response(status: int, message: str) -> Response:
