@@ -13,7 +13,7 @@ where they publish one:
 
 Timestamps: Track takes integer Unix seconds; Pipelines takes ISO-8601 with milliseconds and
 ``Z``. :func:`iso_ms` formats integer epoch ms without a ``datetime`` per event: the
-``YYYY-MM-DDTHH:MM:SS`` part is cached per second and the ``.mmmZ`` suffix comes from a table.
+``YYYY-MM-DDTHH:`` part is cached per hour, ``MM:SS`` and ``.mmmZ`` come from tables.
 """
 
 from __future__ import annotations
@@ -108,21 +108,24 @@ def dumps_line(value: Any) -> bytes:
 # --------------------------------------------------------------------------- time
 
 _MS_SUFFIX = tuple(f".{ms:03d}Z" for ms in range(1000))
-_SECOND_CACHE: dict[int, str] = {}
-_SECOND_CACHE_MAX = 1 << 16
+_MIN_SEC = tuple(f"{m:02d}:{sec:02d}" for m in range(60) for sec in range(60))
+_HOUR_CACHE: dict[int, str] = {}
+_HOUR_CACHE_MAX = 1 << 16
 
 
 def iso_ms(epoch_ms: int) -> str:
     """``2024-05-29T16:26:40.000Z`` from integer epoch milliseconds (UTC)."""
     seconds, ms = divmod(epoch_ms, 1000)
-    head = _SECOND_CACHE.get(seconds)
+    hour, second_of_hour = divmod(seconds, 3600)
+    head = _HOUR_CACHE.get(hour)
     if head is None:
-        if len(_SECOND_CACHE) >= _SECOND_CACHE_MAX:
-            # Bounded: streams are roughly time ordered, so old seconds are rarely needed again.
-            _SECOND_CACHE.clear()
-        head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _SECOND_CACHE[seconds] = head
-    return head + _MS_SUFFIX[ms]
+        # One strftime per hour of event time; the rest are table lookups (streams span hours,
+        # rarely repeat a second, so a per-second cache would mostly miss).
+        if len(_HOUR_CACHE) >= _HOUR_CACHE_MAX:
+            _HOUR_CACHE.clear()
+        head = time.strftime("%Y-%m-%dT%H:", time.gmtime(hour * 3600))
+        _HOUR_CACHE[hour] = head
+    return head + _MIN_SEC[second_of_hour] + _MS_SUFFIX[ms]
 
 
 def unix_s(epoch_ms: int) -> int:
