@@ -70,6 +70,8 @@ def _body_error(parsed: Any) -> str | None:
 
 def classify(status: int, body: bytes | None, items: int, *, error: str = "") -> Verdict:
     """Settle a request carrying ``items`` events that got ``status`` (0 = no answer) and ``body``."""
+    if (status == 200 or status == 202) and body in (b"", b"{}", None):
+        return Verdict(ok=True, status=status)  # the common answer, without a JSON parse
     if status == 0:
         return Verdict(ok=False, retry=True, message=f"no response: {error or 'connection failed'}")
     if status == 429 or status >= 500:

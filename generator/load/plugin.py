@@ -57,7 +57,15 @@ from generator.load.messages import DONE, LEDGER, STOP, Collector
 from generator.load.schedule import ShopperJob
 from generator.load.session import LoadSession, SessionConfig
 from generator.load.shard import assign_shards, shard_for
+from generator.load.source import JobSpec, schedule_origin, shopper_jobs
+from generator.scenario.load import load_scenario
+from generator.simulate import resolve_seed
 from generator.targets import is_loopback
+from generator.wire import encoder_for
+
+# The imports above are heavy (numpy, Faker, pydantic models: seconds on a busy machine). They
+# happen when the locustfile is imported, before a worker connects: done inside test_start
+# they would block the worker's heartbeat long enough for the master to declare it missing.
 
 __all__ = ["install", "session_of"]
 
@@ -147,9 +155,6 @@ def _runs_users(runner: Runner) -> bool:
 
 def _resolve(environment: Environment) -> tuple[Any, int]:
     """Load the scenario and fix the seed (the master's choice travels to the workers)."""
-    from generator.scenario.load import load_scenario
-    from generator.simulate import resolve_seed
-
     opts = environment.parsed_options
     if not opts or not opts.scenario:
         raise ShopsimError("--scenario is required (or set LOCUST_SCENARIO)")
@@ -201,9 +206,6 @@ def _start_collector(environment: Environment, runner: Runner) -> None:
 
 
 def _start_session(environment: Environment, runner: Runner) -> None:
-    from generator.load.source import JobSpec, schedule_origin, shopper_jobs
-    from generator.wire import encoder_for
-
     opts = environment.parsed_options
     assert opts is not None
     scenario, seed = _resolve(environment)
@@ -238,7 +240,7 @@ def _start_session(environment: Environment, runner: Runner) -> None:
 
     jobs: Iterator[ShopperJob] = shopper_jobs(scenario, spec, origin_ms=origin)
     if opts.presimulate:
-        jobs = iter(list(jobs))
+        jobs = iter(_cooperatively(jobs))
     session = LoadSession(
         jobs,
         encoder=encoder_for(opts.api, creds=creds),
@@ -256,6 +258,19 @@ def _start_session(environment: Environment, runner: Runner) -> None:
     log.info(
         "shopsim: shard %d/%d, seed %d, api %s, speed %g", shard[0], shard[1], seed, opts.api, spec.speed
     )
+
+
+def _cooperatively(jobs: Iterator[ShopperJob]) -> list[ShopperJob]:
+    """Simulate every job now, yielding to gevent between shoppers.
+
+    Simulation is CPU-bound; without the yields a worker's heartbeat greenlet would starve and
+    the master would declare the worker missing after a few seconds.
+    """
+    out: list[ShopperJob] = []
+    for job in jobs:
+        out.append(job)
+        gevent.sleep(0)
+    return out
 
 
 def _loopback(url: str) -> bool:
