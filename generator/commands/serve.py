@@ -59,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dedupe-window", help="how long a seen event id stays a duplicate (e.g. 24h; default: whole run)"
     )
     parser.add_argument(
+        "--no-dedupe-message-id",
+        action="store_true",
+        help="do not dedupe Pipelines messageId (Track id always dedupes)",
+    )
+    parser.add_argument(
         "--latency",
         help="server-side delay per ingestion request: 50ms or '{lognormal: {median: 20ms, p99: 400ms}}'",
     )
@@ -128,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             creds=_credentials(args),
             webhook_url=args.webhook_url,
             dedupe_window_ms=window,
+            dedupe_message_id=not args.no_dedupe_message_id,
             latency=latency,
             error_rate=args.error_rate,
             rate_limit=args.rate_limit,

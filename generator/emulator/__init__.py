@@ -100,6 +100,7 @@ def start_emulator(
     creds: Credentials = LOCAL_DEFAULTS,
     webhook_url: str | None = None,
     dedupe_window_ms: int | None = None,
+    dedupe_message_id: bool = True,
     campaigns: Mapping[str, Campaign] | None = None,
     latency: Distribution | None = None,
     error_rate: float = 0.0,
@@ -111,7 +112,9 @@ def start_emulator(
 ) -> EmulatorHandle:
     """Start an emulator in this process (on gevent) and return its handle.
 
-    ``campaigns`` overrides ``scenario.campaigns`` (golden cases have campaigns but no
+    ``dedupe_window_ms`` is how long a seen event id stays a duplicate (None: the whole run);
+    ``dedupe_message_id=False`` stops Pipelines ``messageId`` from deduping (Track ``id`` always
+    does). ``campaigns`` overrides ``scenario.campaigns`` (golden cases have campaigns but no
     scenario). ``db`` None keeps the store in memory; a path makes it durable (SQLite WAL; a
     restart on the same path continues where the last run stopped). ``latency``/``error_rate``/
     ``rate_limit`` inject server-side faults on ingestion requests. ``certfile``/``keyfile``
@@ -129,7 +132,9 @@ def start_emulator(
     def engine(people: People) -> CampaignEngine:
         return CampaignEngine(store, people, configured, on_delivery=on_delivery)
 
-    workspace = Workspace(store, engine, dedupe_window_ms=dedupe_window_ms)
+    workspace = Workspace(
+        store, engine, dedupe_window_ms=dedupe_window_ms, dedupe_message_id=dedupe_message_id
+    )
     the_clock: VirtualClock | WallClock = VirtualClock() if clock == "virtual" else WallClock()
     faults = ServerFaults(latency=latency, error_rate=error_rate, rate_limit=rate_limit)
     app = EmulatorApp(workspace, clock=the_clock, creds=creds, faults=faults)

@@ -60,11 +60,14 @@ class Workspace:
         engine_factory: Callable[[People], CampaignEngine],
         *,
         dedupe_window_ms: int | None = None,
+        dedupe_message_id: bool = True,
     ) -> None:
         self.store = store
         self.people = People(store)
         self.campaigns = engine_factory(self.people)
         self.dedupe_window_ms = dedupe_window_ms
+        self.dedupe_message_id = dedupe_message_id
+        """Whether Pipelines ``messageId`` dedupes like Track ``id`` (Customer.io: unconfirmed)."""
         self.counters = Counters()
         self._seen: dict[str, int] = {}
         rows = store.query("SELECT MAX(seq) FROM events")
@@ -110,7 +113,8 @@ class Workspace:
         timestamp = op.timestamp_ms if op.timestamp_ms is not None else now_ms
         event_id = op.event_id if op.event_id is not None else f"emu{seq:013d}"
         properties = orjson.dumps(op.properties)
-        if op.event_id is not None and self._duplicate(op.event_id, now_ms):
+        checked = self.dedupe_message_id or op.api != "pipelines"
+        if op.event_id is not None and checked and self._duplicate(op.event_id, now_ms):
             self.counters.duplicates += 1
             self.store.append(
                 _INSERT_EVENT,

@@ -186,6 +186,15 @@ def test_pipelines_message_id_dedupes_too() -> None:
     assert [e["outcome"] for e in of_kind(export(app), "event")] == ["accepted", "duplicate"]
 
 
+def test_message_id_dedupe_can_be_turned_off() -> None:
+    app = make_app(dedupe_message_id=False)
+    for at in (T0, T0 + 5):
+        call(app, "POST", "/v1/track", {"userId": "u1", "event": "Viewed", "messageId": "M1"}, at=at)
+        _event(app, "u1", "Viewed", at=at, id="T1")
+    outcomes = [(e["event_id"], e["outcome"]) for e in of_kind(export(app), "event")]
+    assert outcomes == [("M1", "accepted"), ("T1", "accepted"), ("M1", "accepted"), ("T1", "duplicate")]
+
+
 # --------------------------------------------------------------------------- anonymous merge
 
 

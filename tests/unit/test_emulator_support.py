@@ -35,6 +35,7 @@ def make_app(
     clock: str = "virtual",
     db: Path | None = None,
     dedupe_window_ms: int | None = None,
+    dedupe_message_id: bool = True,
     faults: ServerFaults | None = None,
     creds: Credentials = LOCAL_DEFAULTS,
 ) -> EmulatorApp:
@@ -43,6 +44,7 @@ def make_app(
         store,
         lambda people: CampaignEngine(store, people, campaign_map or {}),
         dedupe_window_ms=dedupe_window_ms,
+        dedupe_message_id=dedupe_message_id,
     )
     the_clock = VirtualClock() if clock == "virtual" else WallClock()
     return EmulatorApp(workspace, clock=the_clock, creds=creds, faults=faults)
