@@ -14,6 +14,9 @@ machine is shared; the sink is pinned to core 0 and single-process clients to co
    requests/s ratio (target >= 0.9).
 2. **Batching.** Events/s with Pipelines ``/v1/batch`` (``--batch-size 50``, window 1 day so a
    shopper's session goes out in one request) vs one call per event.
+4. **Orchestration** (why ``shopsim load`` runs Locust as a subprocess): the same workload
+   against the embedded emulator with Locust and the emulator in *one* process (programmatic
+   ``Environment``) vs in separate processes (what ``shopsim load`` does).
 3. **Workers.** ``--workers 2`` vs one process, requests/s (target >= 1.7x on 2 cores; on this
    VM the sink and the Locust master share the same two cores, see the note in the output).
 
@@ -191,6 +194,88 @@ def _pinned(cores: set[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+IN_PROCESS = """
+import locust  # first: gevent patching
+import sys, time, gevent, orjson
+from locust.argument_parser import get_parser
+from locust.env import Environment
+from generator.load.plugin import install, collector_of
+from generator.load.users import ShopperUser
+from generator.emulator import start_emulator
+from generator.scenario.load import load_scenario
+
+scenario_path, results, users, shoppers = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+install(locust.events)
+emulator = start_emulator(scenario=load_scenario(scenario_path), clock="virtual")
+opts = get_parser().parse_args([
+    "--headless", "-u", str(users), "--host", emulator.url, "--scenario", scenario_path, "--seed", "7",
+    "--shoppers", shoppers, "--speed", "1e9", "--clock", "scaled", "--presimulate", "--results-dir", results,
+])
+env = Environment(user_classes=[ShopperUser], events=locust.events, host=emulator.url, parsed_options=opts)
+runner = env.create_local_runner()
+env.events.init.fire(environment=env, runner=runner, web_ui=None)
+runner.start(users, spawn_rate=users)
+runner.greenlet.join()
+total = env.stats.total
+span = (total.last_request_timestamp or 0) - (total.start_time or 0)
+print(orjson.dumps({"requests": total.num_requests, "failures": total.num_failures,
+                    "rps": total.num_requests / span if span else 0.0,
+                    "p95_ms": total.get_response_time_percentile(0.95), "s": span}).decode())
+emulator.stop()
+"""
+
+
+def _orchestration(tmp: Path) -> dict[str, Any]:
+    """Same workload against the embedded emulator: all in one process vs emulator and Locust apart."""
+    import orjson as _orjson
+
+    from generator.commands.load import embedded_emulator
+    from generator.load.runner import LoadOptions, run_locust
+    from generator.load.stats import read_locust_results
+
+    shoppers = SHOPPERS // 3
+    proc = subprocess.run(
+        [sys.executable, "-c", IN_PROCESS, str(SCENARIO), str(tmp / "inproc"), str(USERS), str(shoppers)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    in_process = _orjson.loads(lines[-1]) if lines else {"error": proc.stderr[-500:]}
+    run_dir = tmp / "apart"
+    with embedded_emulator(SCENARIO, run_dir / "emulator.log") as url:
+        opts = LoadOptions(
+            scenario=SCENARIO,
+            target=url,
+            run_dir=run_dir,
+            seed=SEED,
+            users=USERS,
+            speed=1e9,
+            shoppers=shoppers,
+            clock="scaled",
+            presimulate=True,
+            grace_s=1.0,
+            loglevel="WARNING",
+        )
+        run_locust(opts, timeout_s=600)
+    metrics = read_locust_results(opts.locust_dir)
+    apart = {
+        "requests": metrics.requests,
+        "rps": metrics.rps,
+        "p95_ms": metrics.p95_ms,
+        "s": metrics.duration_s,
+    }
+    return {
+        "in_process": in_process,
+        "subprocesses": apart,
+        "rps_ratio_subprocess_vs_in_process": round(apart["rps"] / in_process["rps"], 3)
+        if in_process.get("rps")
+        else None,
+    }
+
+
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -221,6 +306,7 @@ def run(out_dir: Path) -> dict[str, Any]:
                 rounds.append(
                     {"bare": bare, "shopsim": one, "batched": batched, "single": single, "workers2": two}
                 )
+            orchestration = _orchestration(tmp)
         finally:
             sink.terminate()
             sink.wait(timeout=10)
@@ -247,6 +333,7 @@ def run(out_dir: Path) -> dict[str, Any]:
         "workers_ratio": _median(workers),
         "workers_ratios": workers,
         "workers_target": 1.7,
+        "orchestration": orchestration,
         "note": (
             "median of interleaved rounds; sink pinned to core 0 and single-process clients to core 1; "
             "the 2-worker run shares both cores with the sink and the master"
