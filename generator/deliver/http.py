@@ -171,8 +171,10 @@ class RateLimiter:
             now = self._now()
             self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            # The epsilon absorbs float rounding in `elapsed * rate`; without it a wait of
+            # ~1e-15 s can be lost in the clock's resolution and the loop never ends.
+            if self._tokens >= 1.0 - 1e-9:
+                self._tokens = max(0.0, self._tokens - 1.0)
                 return
             self._sleep((1.0 - self._tokens) / self.rate)
 

@@ -55,7 +55,13 @@ def make_plan(
     plan: list[Delivery] = []
     for n in range(count):
         shopper = n % shoppers
-        event = make_event(n, shopper=shopper, user_id=f"u{shopper}", anonymous_id=f"a{shopper}")
+        event = make_event(
+            n,
+            shopper=shopper,
+            user_id=f"u{shopper}",
+            anonymous_id=f"a{shopper}",
+            timestamp_ms=T0 + n * step_ms,
+        )
         arrival = event.timestamp_ms + latency_ms
         drop = n in dropped
         plan.append(
