@@ -111,6 +111,14 @@ def test_arrivals_stop_at_the_duration(d2c):
     assert abs(len(times) - expected) < 5 * expected**0.5
 
 
+def test_an_explicit_shopper_count_wins_over_the_duration(d2c):
+    hour = d2c.model_copy(update={"shoppers": 100, "duration": 3_600_000})
+    natural = list(arrival_times(hour, seed=4))
+    assert len(natural) < 100  # ~150/h at night rates: the hour ends the run first
+    forced = list(arrival_times(hour, seed=4, shoppers=500))
+    assert len(forced) == 500 and forced[: len(natural)] == natural
+
+
 def test_arrivals_follow_the_diurnal_curve_and_weekend_factor(d2c):
     arrivals = d2c.population.arrivals.model_copy(update={"weekend_factor": 0.5})
     population = d2c.population.model_copy(update={"arrivals": arrivals})
