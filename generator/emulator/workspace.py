@@ -9,9 +9,10 @@ Platform rules implemented here (reference/customerio.md §2, §6, §7; campaign
 - Identify upserts: the path/``userId`` identifier, else a body email, finds the person; else a
   person is created (``_update: true`` never creates). ``_timestamp`` orders updates per
   attribute: an older update does not overwrite a newer one.
-- Anonymous events are kept for 30 days of event time; an identify carrying the anonymous id
-  merges them (``merged_anonymous``), and anonymous events arriving up to 5 minutes after that
-  identify merge on arrival. Merged events are processed by the campaign engine at merge time.
+- Anonymous events are kept for 30 days of event time; the first identify carrying the anonymous
+  id merges them (``merged_anonymous``), and anonymous events arriving up to 5 minutes after that
+  identify merge on arrival; later ones stay anonymous. Merged events are processed by the
+  campaign engine at merge time.
 - ``merge_customers``: the secondary's last 30 days of events move to the primary as
   ``merged_secondary`` (never triggering), unset attributes are copied, in-progress journeys
   continue on the primary; the secondary is retired.
@@ -244,8 +245,16 @@ class Workspace:
             self.merge_anonymous(profile, op.anonymous_id, now_ms)
 
     def merge_anonymous(self, profile: Profile, anonymous_id: str, now_ms: int) -> None:
-        """Associate the anonymous id's pending events with ``profile`` (30-day retention)."""
+        """Associate the anonymous id's pending events with ``profile`` (30-day retention).
+
+        An anonymous id merges once: the first identify that carries it anchors the five-minute
+        window for late anonymous events. Repeating it in later identifies (SDKs send it on every
+        call) neither re-merges events that missed the window nor extends it — the docs' "not
+        reusable": late events only merge under a new anonymous id.
+        """
         link = self.people.anon_links.get(anonymous_id)
+        if link is not None and self._surviving(self.people.by_cio.get(link[0])) is self._surviving(profile):
+            return
         if (
             link is not None
             and link[0] != profile.cio_id

@@ -214,6 +214,35 @@ def test_track_anonymous_events_merge_on_identify_with_anonymous_id() -> None:
     assert status == 200 and [a["type"] for a in body["activities"]] == ["anon_merge"]
 
 
+def test_a_repeated_identify_does_not_reopen_the_late_merge_window() -> None:
+    app = make_app()
+    _identify(app, "u1", at=T0, anonymous_id="a1")
+    call(
+        app,
+        "POST",
+        "/api/v1/events",
+        {"name": "Viewed", "anonymous_id": "a1", "id": "E1"},
+        at=T0 + 4 * 60_000,
+    )
+    call(
+        app,
+        "POST",
+        "/api/v1/events",
+        {"name": "Viewed", "anonymous_id": "a1", "id": "E2"},
+        at=T0 + 6 * 60_000,
+    )
+    _identify(app, "u1", at=T0 + 7 * 60_000, anonymous_id="a1")
+    call(
+        app,
+        "POST",
+        "/api/v1/events",
+        {"name": "Viewed", "anonymous_id": "a1", "id": "E3"},
+        at=T0 + 8 * 60_000,
+    )
+    outcomes = [(e["event_id"], e["outcome"]) for e in of_kind(export(app), "event")]
+    assert outcomes == [("E1", "merged_anonymous"), ("E2", "anonymous_pending"), ("E3", "anonymous_pending")]
+
+
 def test_anonymous_events_older_than_30_days_expire() -> None:
     app = make_app()
     old = (T0 - 31 * 24 * HOUR) // 1000
