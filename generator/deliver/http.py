@@ -60,7 +60,7 @@ from generator.deliver.transport import GeventTransport, Transport, TransportErr
 from generator.errors import DeliveryError, ShopsimError
 from generator.events import Delivery, Event
 from generator.simulate.seeding import Global, global_rng
-from generator.wire import Encoder, WireRequest
+from generator.wire import ITEM_LIMIT_BYTES, Encoder, WireRequest
 
 __all__ = [
     "CLOCK_HEADER",
@@ -73,8 +73,13 @@ __all__ = [
 CLOCK_HEADER = "X-Shopsim-Clock"
 RETRY_HEADER = "X-Retry-Count"
 
-# The documented per-item limit each API enforces; used only to word an oversize rejection.
-_ITEM_LIMITS = {"track-v1": 100_000, "track-v2": 32 * 1024, "pipelines": 32 * 1024, "browser": 32 * 1024}
+# The documented limit behind an encoder's ``oversize`` flag; used only to word the rejection.
+_OVERSIZE_LIMITS = {
+    "track-v1": "a Track v1 limit (name 100 B, data 100,000 B, attribute value 1,000 B, 300 attributes)",
+    "track-v2": f"{ITEM_LIMIT_BYTES} byte item limit",
+    "pipelines": f"{ITEM_LIMIT_BYTES} byte item limit",
+    "browser": f"{ITEM_LIMIT_BYTES} byte item limit",
+}
 
 # How often the progress callback is called at most (seconds); the final counts always are.
 _PROGRESS_EVERY_S = 0.1
@@ -480,7 +485,7 @@ class _Run:
         self.sleep = sleep
         self.monotonic = monotonic
         self.wall_s = wall_s
-        self.limit = _ITEM_LIMITS.get(encoder.api)
+        self.limit = _OVERSIZE_LIMITS.get(encoder.api)
         self._last_progress = -math.inf
         self._failure: BaseException | None = None
         # wall clock: the run starts when the first delivery is pulled.
@@ -591,7 +596,7 @@ class _Run:
             raise self._failure
 
     def _reject_oversize(self, wreq: WireRequest, items: Sequence[Item]) -> None:
-        limit = f"{self.limit} byte limit" if self.limit else "the API's limit"
+        limit = self.limit or "the API's size limits"
         reason = f"oversize: {len(wreq.body)} bytes > {limit} (use --send-oversize to send it anyway)"
         for token, _ in items:
             self.ledger.settle(token, State.REJECTED, reason=reason)
