@@ -188,10 +188,11 @@ class TruthEngine:
         self._rules = _Rules.of(scenario)
         self._campaigns = scenario.campaigns
 
-    def shopper(self, events: Sequence[Event]) -> Iterator[Expectation]:
-        """Expectations for one shopper's events (any order; sorted here by time, then seq)."""
+    def shopper(self, events: Sequence[Event], *, presorted: bool = False) -> Iterator[Expectation]:
+        """Expectations for one shopper's events (sorted here by time, then seq, unless ``presorted``:
+        a :class:`ShopperLife`'s events already are)."""
         rules = self._rules
-        ordered = sorted(events, key=lambda e: (e.timestamp_ms, e.seq))
+        ordered = events if presorted else sorted(events, key=lambda e: (e.timestamp_ms, e.seq))
         identified_ms: int | None = None
         user_id = ""
         for event in ordered:

@@ -314,14 +314,29 @@ def run(
             _advance_clock(url, horizon_end)
         elif wait:
             _countdown(out, (evidence.horizon_ms / 1000.0) + grace_s, quiet=quiet)
-        observations = _observe(observer, url, model, evidence, creds, receiver, app_api_url)
         obs_out = NdjsonWriter(run_dir / "observations.ndjson" if write_data else None)
-        observed = Observed.build(
-            tee_observations(observations, obs_out),
-            source=observer,
-            complete_events=observer == "export",
-            comparable_times=the_clock == "virtual",
-        )
+        if observer == "export":
+            from generator.observe.emulator import split_export
+            from generator.observe.http import stream_lines
+
+            others, events = split_export(stream_lines(url, "/_shopsim/export", timeout=600.0))
+            observed = Observed.build(
+                tee_observations(others, obs_out),
+                source=observer,
+                complete_events=True,
+                comparable_times=the_clock == "virtual",
+                events=events,
+            )
+            for event_id, (person, outcome) in events.items():
+                obs_out.write({"kind": "event", "person": person, "event_id": event_id, "reason": outcome})
+        else:
+            observations = _observe(observer, url, model, evidence, creds, receiver, app_api_url)
+            observed = Observed.build(
+                tee_observations(observations, obs_out),
+                source=observer,
+                complete_events=False,
+                comparable_times=the_clock == "virtual",
+            )
         obs_out.close()
         timings["observe"] = time.perf_counter() - observe_started
         return evaluate(
@@ -482,10 +497,6 @@ def _observe(
     receiver: Any,
     app_api_url: str | None,
 ) -> Iterable[Observation]:
-    if observer == "export":
-        from generator.observe.emulator import read_export
-
-        return read_export(url)
     if observer == "webhooks":
         return list(receiver.observations) if receiver is not None else []
     from generator.observe.app_api import AppApiReader

@@ -139,7 +139,7 @@ class EvidenceBuilder:
         self._relevant = frozenset(trigger_names | exit_names)
         plan = scenario.tracking_plan
         self._plan_events = plan.all_events
-        self._compiled: dict[str, tuple[frozenset[str], list[tuple[str, bool, tuple[type, ...], str]]]] = {}
+        self._compiled: dict[str, tuple[frozenset[str], dict[str, tuple[tuple[type, ...], str]]]] = {}
         self._compiled_page = _compile(plan.page_properties)
         self._campaigns = bool(scenario.campaigns)
         self.shoppers: dict[int, ShopperTruth] = {}
@@ -211,7 +211,7 @@ class EvidenceBuilder:
                 if name in exit_names:
                     self.exits.setdefault(shopper, []).append(truth_event)
         if has_track and self._campaigns:
-            self._truth.extend(self._truth_engine.shopper(events))
+            self._truth.extend(self._truth_engine.shopper(events, presorted=True))
         self.person_shopper[life.person.user_id] = shopper
         if user_id:
             self.person_shopper[user_id] = shopper
@@ -265,7 +265,7 @@ class EvidenceBuilder:
                 delivery.truth_id,
                 event.shopper,
                 event.name,
-                kind.value,
+                kind,
                 event.timestamp_ms,
                 delivery.arrival_ms,
                 faults,
@@ -318,8 +318,9 @@ class EvidenceBuilder:
 
     def _conform(self, event: Event, faults: tuple[str, ...]) -> None:
         # Tracking-plan conformance of what was delivered (Segment Protocols' violation kinds).
-        # The plan is compiled per event name into (planned keys, required, allowed python types)
-        # so the common, conforming event costs a few dict lookups.
+        # The plan is compiled per event name into (required names, property → (allowed python
+        # types, type name)); a conforming event costs one C-level set difference and one pass
+        # over the properties it carries.
         kind = event.type
         if kind is CallType.TRACK:
             compiled = self._compiled.get(event.name)
@@ -338,32 +339,12 @@ class EvidenceBuilder:
             compiled = self._compiled_page
         else:
             return
-        planned, checks = compiled
+        required, types = compiled
         props = event.properties
-        for prop, required, allowed, type_name in checks:
-            value = props.get(prop)
-            if value is None:
-                if required:
-                    self._violate(
-                        "Required",
-                        event,
-                        f"properties.{prop}",
-                        f"required property {prop!r} is missing",
-                        faults,
-                    )
-                continue
-            if type(value) not in allowed and not (
-                type_name == "integer" and type(value) is float and value.is_integer()
-            ):
-                self._violate(
-                    "Datatype",
-                    event,
-                    f"properties.{prop}",
-                    f"{prop!r} must be {type_name}, got {_json_type(value)}",
-                    faults,
-                )
-        if len(props) > len(planned) or not planned.issuperset(props):
-            for prop in props.keys() - planned:
+        missing = required - props.keys()
+        for prop, value in props.items():
+            spec = types.get(prop)
+            if spec is None:
                 self._violate(
                     "Unplanned-Property",
                     event,
@@ -371,6 +352,22 @@ class EvidenceBuilder:
                     f"property {prop!r} is not planned for {event.name!r}",
                     faults,
                 )
+            elif type(value) not in spec[0]:
+                if value is None:
+                    if prop in required:
+                        missing = missing | {prop}
+                elif not (spec[1] == "integer" and type(value) is float and value.is_integer()):
+                    self._violate(
+                        "Datatype",
+                        event,
+                        f"properties.{prop}",
+                        f"{prop!r} must be {spec[1]}, got {_json_type(value)}",
+                        faults,
+                    )
+        for prop in missing:
+            self._violate(
+                "Required", event, f"properties.{prop}", f"required property {prop!r} is missing", faults
+            )
 
     def _violate(
         self, kind: str, event: Event, field_name: str, description: str, faults: tuple[str, ...]
@@ -428,12 +425,11 @@ _ALLOWED: dict[str, tuple[type, ...]] = {
 
 def _compile(
     planned: dict[str, PropertySpec],
-) -> tuple[frozenset[str], list[tuple[str, bool, tuple[type, ...], str]]]:
-    """(planned keys, [(property, required, allowed python types, type name)]) for one event."""
-    checks: list[tuple[str, bool, tuple[type, ...], str]] = [
-        (prop, spec.required, _ALLOWED[spec.type], str(spec.type)) for prop, spec in planned.items()
-    ]
-    return frozenset(planned), checks
+) -> tuple[frozenset[str], dict[str, tuple[tuple[type, ...], str]]]:
+    """(required property names, {property: (allowed python types, type name)}) for one event."""
+    required = frozenset(prop for prop, spec in planned.items() if spec.required)
+    types = {prop: (_ALLOWED[spec.type], str(spec.type)) for prop, spec in planned.items()}
+    return required, types
 
 
 def _tag_kind(tag: str) -> str:

@@ -56,9 +56,15 @@ class Observed:
         source: str,
         complete_events: bool,
         comparable_times: bool,
+        events: dict[str, tuple[str, str]] | None = None,
     ) -> Observed:
-        """Index ``observations`` (consumed once)."""
+        """Index ``observations`` (consumed once); ``events`` is an already-built event index
+        (see :func:`generator.observe.emulator.split_export`) to extend."""
         out = cls(source=source, complete_events=complete_events, comparable_times=comparable_times)
+        prebuilt = 0
+        if events is not None:
+            out.events = events
+            prebuilt = len(events)
         events = out.events
         sends, entries, exits, drops, skips = out.sends, out.entries, out.exits, out.drops, out.skips
         n = 0
@@ -91,5 +97,5 @@ class Observed:
                 drops.append(journey)
             elif kind is ObservationKind.SKIP:
                 skips.append(journey)
-        out.count = n
+        out.count = n + prebuilt
         return out

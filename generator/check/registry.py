@@ -117,6 +117,8 @@ def run_checks(ctx: CheckContext, *, names: Iterable[str] | None = None) -> Chec
             CheckOutcome(name=name, failures=out.count, seconds=time.perf_counter() - started, error=error)
         )
     # Attribution as a metric: deviations that no fault tag explains (platform or pipeline bugs).
-    result.metrics["unexplained"] = float(sum(kinds.get("unexplained", 0) for kinds in result.causes.values()))
+    result.metrics["unexplained"] = float(
+        sum(kinds.get("unexplained", 0) for kinds in result.causes.values())
+    )
     result.failures.sort(key=lambda f: f.sort_key)
     return result

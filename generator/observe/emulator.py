@@ -102,6 +102,30 @@ def parse_export(lines: Iterable[bytes | str]) -> Iterator[Observation]:
             yield from from_emulator_record(record)
 
 
+def split_export(lines: Iterable[bytes | str]) -> tuple[list[Observation], dict[str, tuple[str, str]]]:
+    """The export as (non-event observations, {event id: (person, outcome)}) in one fast pass.
+
+    Ingested events are most of an export; the checker needs only who each one landed on and its
+    dedupe/merge outcome, so they skip the Observation record (the hot path of big runs).
+    """
+    loads = orjson.loads
+    others: list[Observation] = []
+    events: dict[str, tuple[str, str]] = {}
+    for line in lines:
+        if not line:
+            continue
+        record = loads(line)
+        if not isinstance(record, dict):
+            continue
+        if record.get("kind") == "event":
+            event_id = str(record.get("event_id") or "")
+            if event_id not in events:
+                events[event_id] = (record.get("person") or "", str(record.get("outcome") or ""))
+            continue
+        others.extend(from_emulator_record(record))
+    return others, events
+
+
 def read_export(base_url: str, *, timeout: float = 300.0) -> Iterator[Observation]:
     """Stream ``GET {base_url}/_shopsim/export`` and yield its observations."""
     from generator.observe.http import stream_lines

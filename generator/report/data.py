@@ -7,6 +7,8 @@
 - ``expectations.ndjson`` both bases: basis, campaign, person, shopper, outcome (send|no_send),
                           trigger_event_id, trigger_ms (entry time), send_ms, reason, exit_event_id
 - ``observations.ndjson`` what the target did: kind, person, at_ms, campaign, event_id, name, reason, data
+                          (from the emulator export, ingested events are written compactly as
+                          kind=event, person, event_id, reason = dedupe/merge outcome)
 - ``ledger.ndjson``       written by the sender (see ``generator/deliver/ledger.py``)
 """
 

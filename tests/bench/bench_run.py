@@ -1,0 +1,239 @@
+"""Benchmark of ``shopsim run`` and of the checker alone (issue 5).
+
+1. ``run_100k``: ``shopsim run scenarios/d2c_cart_recovery.yaml --shoppers 100000`` on the embedded
+   emulator (virtual clock): wall seconds in all and per stage (simulate, faults, expectations
+   and indexes, deliver, observe, check, report), events, events/s.
+2. ``checker``: the checker alone — evidence building (both expectation sets, indexes,
+   tracking-plan conformance), reading the emulator export (NDJSON → observations → index) and
+   every check — on a small stream and on one 10× larger (≥ 1M events), in CPU seconds of this
+   process (one core). Target: ≤ 10 s for ≥ 1M events and ≤ 11× time for 10× events.
+
+The large streams are built by replicating a real simulated+delivered+observed base (ids
+suffixed, times shifted so copies follow each other): the checker's cost per event is the
+same as for a fresh simulation, and setup stays minutes shorter. Results: ``results/bench/run.json``
+(seconds, events, ratios; ``calibration_s`` = a fixed pure-Python loop timed in the same run,
+to compare machines and noisy neighbours).
+
+Environment knobs: ``SHOPSIM_BENCH_SHOPPERS`` (default 100000), ``SHOPSIM_BENCH_BASE`` (base
+shoppers for the checker, default 10000), ``SHOPSIM_BENCH_COPIES`` (copies for the large stream,
+default 16; the small one uses a tenth).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scenarios" / "d2c_cart_recovery.yaml"
+
+
+def _calibrate() -> float:
+    started = time.process_time()
+    seen: set[int] = set()
+    for i in range(1_000_000):
+        if i in seen:
+            continue
+        seen.add(i)
+    return time.process_time() - started
+
+
+def bench_run(shoppers: int, results: Path) -> dict[str, Any]:
+    from generator.pipeline import run
+
+    started = time.perf_counter()
+    result = run(SCENARIO, shoppers=shoppers, results=results, quiet=True, write_data=False)
+    wall = time.perf_counter() - started
+    counts = result.summary["counts"]
+    return {
+        "shoppers": shoppers,
+        "events": counts["planned"],
+        "wall_s": round(wall, 2),
+        "events_per_s": round(counts["planned"] / wall, 1),
+        "stages_s": result.summary["timings_s"],
+        "verdict": result.verdict,
+    }
+
+
+def _base(shoppers: int, results: Path) -> tuple[Any, list[Any], list[Any], list[bytes], int]:
+    """Simulate, plan, deliver to the emulator and export once (the replication source)."""
+    from generator.emulator import start_emulator
+    from generator.faults import plan_deliveries
+    from generator.observe.http import request
+    from generator.scenario.load import load_scenario
+    from generator.simulate import simulate_shoppers
+
+    scenario = load_scenario(SCENARIO)
+    lives = list(simulate_shoppers(scenario, seed=42, shoppers=shoppers))
+    plan = list(plan_deliveries(scenario, lives, seed=42))
+    from generator.credentials import LOCAL_DEFAULTS
+    from generator.deliver.http import send_plan
+    from generator.deliver.ledger import Ledger
+    from generator.wire import encoder_for
+
+    with (
+        start_emulator(scenario=scenario, clock="virtual") as emu,
+        Ledger(results / "bench-ledger.ndjson") as ledger,
+    ):
+        send_plan(
+            plan,
+            target=emu.url,
+            encoder=encoder_for("pipelines"),
+            creds=LOCAL_DEFAULTS,
+            clock="virtual",
+            ledger=ledger,
+        )
+        horizon = max(c.delay for c in scenario.campaigns.values())
+        last = max(d.arrival_ms for d in plan)
+        request(
+            emu.url,
+            "POST",
+            "/_shopsim/clock",
+            body=orjson.dumps({"now_ms": last + horizon + 1}),
+            headers={"Content-Type": "application/json"},
+        )
+        _, _, body = request(emu.url, "GET", "/_shopsim/export", timeout=600)
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    first = min(life.start_ms for life in lives)
+    span = last + horizon + 86_400_000 - first
+    return scenario, lives, plan, lines, span
+
+
+def _replicate(lives: list[Any], plan: list[Any], lines: list[bytes], copies: int, span: int, n: int):
+    """``copies`` shifted, id-suffixed copies of the base (copy 0 is the base itself)."""
+    out_lives: list[Any] = []
+    out_plan: list[Any] = []
+    out_lines: list[bytes] = []
+    for r in range(copies):
+        if r == 0:
+            out_lives += lives
+            out_plan += plan
+            out_lines += lines
+            continue
+        sfx = f"~{r}"
+        shift = r * span
+
+        def ev(e: Any, sfx: str = sfx, shift: int = shift, r: int = r) -> Any:
+            return replace(
+                e,
+                id=e.id + sfx,
+                shopper=e.shopper + r * n,
+                timestamp_ms=e.timestamp_ms + shift,
+                user_id=e.user_id + sfx if e.user_id else None,
+                anonymous_id=e.anonymous_id + sfx if e.anonymous_id else None,
+            )
+
+        for life in lives:
+            person = replace(
+                life.person,
+                shopper=life.person.shopper + r * n,
+                user_id=life.person.user_id + sfx,
+                anonymous_ids=tuple(a + sfx for a in life.person.anonymous_ids),
+            )
+            out_lives.append(
+                replace(
+                    life,
+                    person=person,
+                    start_ms=life.start_ms + shift,
+                    events=tuple(ev(e) for e in life.events),
+                )
+            )
+        for d in plan:
+            out_plan.append(
+                replace(d, event=ev(d.event), truth_id=d.truth_id + sfx, arrival_ms=d.arrival_ms + shift)
+            )
+        for line in lines:
+            rec = orjson.loads(line)
+            for key in (
+                "event_id",
+                "trigger_event_id",
+                "exit_event_id",
+                "person",
+                "id",
+                "anonymous_id",
+                "cio_id",
+            ):
+                if rec.get(key):
+                    rec[key] = f"{rec[key]}{sfx}"
+            for key in ("timestamp_ms", "received_ms", "entered_ms", "at_ms", "created_ms"):
+                if isinstance(rec.get(key), int):
+                    rec[key] += shift
+            if rec.get("anonymous_ids"):
+                rec["anonymous_ids"] = [a + sfx for a in rec["anonymous_ids"]]
+            out_lines.append(orjson.dumps(rec))
+    return out_lives, out_plan, out_lines
+
+
+def _time_checker(scenario: Any, lives: list[Any], plan: list[Any], lines: list[bytes]) -> dict[str, Any]:
+    from generator.check import CheckContext, EvidenceBuilder, Observed, run_checks
+    from generator.observe.emulator import split_export
+
+    clock = time.process_time
+    t0 = clock()
+    builder = EvidenceBuilder(scenario)
+    for life in lives:
+        builder.add_life(life)
+    t1 = clock()
+    for delivery in plan:
+        builder.add_delivery(delivery)
+    evidence = builder.finish()
+    t2 = clock()
+    others, events_index = split_export(lines)
+    observed = Observed.build(
+        others, source="export", complete_events=True, comparable_times=True, events=events_index
+    )
+    t3 = clock()
+    ctx = CheckContext(evidence=evidence, observed=observed, scenario_path=str(SCENARIO), seed=42)
+    result = run_checks(ctx)
+    t4 = clock()
+    events = sum(len(life.events) for life in lives)
+    return {
+        "events": events,
+        "deliveries": len(plan),
+        "export_lines": len(lines),
+        "truth_s": round(t1 - t0, 3),
+        "plan_s": round(t2 - t1, 3),
+        "observations_s": round(t3 - t2, 3),
+        "checks_s": round(t4 - t3, 3),
+        "total_cpu_s": round(t4 - t0, 3),
+        "us_per_event": round(1e6 * (t4 - t0) / max(events, 1), 2),
+        "crashed_checks": [c.name for c in result.checks if c.crashed],
+        "suppression_violations": result.metrics.get("suppression_violations"),
+    }
+
+
+def bench_checker(base_shoppers: int, copies: int, results: Path) -> dict[str, Any]:
+    scenario, lives, plan, lines, span = _base(base_shoppers, results)
+    small_copies = max(1, copies // 10)
+    small = _time_checker(scenario, *_replicate(lives, plan, lines, small_copies, span, base_shoppers))
+    large = _time_checker(scenario, *_replicate(lives, plan, lines, small_copies * 10, span, base_shoppers))
+    ratio_events = large["events"] / small["events"]
+    ratio_time = large["total_cpu_s"] / max(small["total_cpu_s"], 1e-9)
+    return {
+        "small": small,
+        "large": large,
+        "events_ratio": round(ratio_events, 2),
+        "time_ratio": round(ratio_time, 2),
+        "scaling_ok": ratio_time <= 1.1 * ratio_events,
+        "target_ok": large["events"] >= 1_000_000 and large["total_cpu_s"] <= 10.0,
+    }
+
+
+def run(out_dir: Path) -> dict[str, Any]:
+    """Run both benchmarks and write ``out_dir/run.json``."""
+    shoppers = int(os.environ.get("SHOPSIM_BENCH_SHOPPERS", "100000"))
+    base = int(os.environ.get("SHOPSIM_BENCH_BASE", "10000"))
+    copies = int(os.environ.get("SHOPSIM_BENCH_COPIES", "16"))
+    scratch = out_dir / "run-scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Any] = {"calibration_s": round(_calibrate(), 3)}
+    figures["checker"] = bench_checker(base, copies, scratch)
+    figures["run"] = bench_run(shoppers, scratch)
+    figures["calibration_after_s"] = round(_calibrate(), 3)
+    (out_dir / "run.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    return figures
