@@ -194,7 +194,6 @@ def advance_clock(url: str, now_ms: int) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the load test; exit 0 if every threshold holds, else 1."""
     from generator.load.runner import LoadOptions, run_locust
-    from generator.load.stats import read_locust_results
     from generator.runs import new_run_dir, write_run_json
     from generator.scenario.load import load_scenario
     from generator.simulate import resolve_seed
@@ -270,15 +269,71 @@ def run(args: argparse.Namespace) -> int:
         return 0 if all(code in (0, 1) for code in outcome.exit_codes) else 2
 
     started = time.monotonic()
-    check: dict[str, Any] = {}
+    run_meta: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "kind": "load",
+        "scenario": {"name": scenario.name, "path": str(args.scenario)},
+        "seed": seed,
+        "shoppers": args.shoppers if args.shoppers is not None else scenario.shoppers,
+        "clock": "virtual" if embedded else "wall",
+        "target": target or "embedded emulator",
+        "api": args.api,
+        "observer": "export" if embedded else "none",
+    }
     if embedded:
         with embedded_emulator(args.scenario, run_dir / "emulator.log") as url:
             outcome = run_locust(options(url), role=role, timeout_s=timeout)
-            check = _after_load(args, scenario, seed, run_dir, url, outcome.lag, embedded=True)
+            metrics, lag = _load_results(run_dir, outcome)
+            load = _load_record(args, metrics, lag)
+            longest = max((c.delay for c in scenario.campaigns.values()), default=0)
+            # Past the longest campaign delay plus a minute, so every pending message is decided.
+            advance_clock(url, int(lag.get("clock_ms", 0)) + longest + 60_000)
+            from generator.load.check import check_load
+
+            check = check_load(
+                scenario=scenario,
+                scenario_path=args.scenario,
+                seed=seed,
+                shoppers=args.shoppers,
+                run_dir=run_dir,
+                target=url,
+                run_meta={**run_meta, "load": load},
+                thresholds=thresholds,
+                extra_metrics=_load_metrics(metrics, lag),
+                ledger_counts=lag.get("ledger", {}),
+            )
+        results, skipped = check["thresholds"], list[Any]()
+        passed = bool(check["passed"])
     else:
         assert target is not None
         outcome = run_locust(options(target), role=role, timeout_s=timeout)
-        check = _after_load(args, scenario, seed, run_dir, target, outcome.lag, embedded=False)
+        metrics, lag = _load_results(run_dir, outcome)
+        load = _load_record(args, metrics, lag)
+        check = {"metrics": {}, "skipped": f"no complete observer for {target}: ingestion thresholds only"}
+        results, skipped = _evaluate_ingestion(thresholds, list(scenario.expect), _load_metrics(metrics, lag))
+        passed = all(r.passed for r in results)
+
+    record = {
+        "verdict": "pass" if passed else "fail",
+        "wall_s": round(time.monotonic() - started, 3),
+        **load,
+        "check": {k: v for k, v in check.items() if k != "thresholds"},
+        "thresholds": [
+            {"threshold": r.threshold, "actual": r.actual, "passed": r.passed, "note": r.note}
+            for r in results
+        ],
+        "skipped_thresholds": [str(t) for t in skipped],
+    }
+    (run_dir / "load.json").write_bytes(
+        orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    )
+    _print(load, results if not embedded else [], skipped, passed, run_dir)
+    return 0 if passed else 1
+
+
+def _load_results(run_dir: Path, outcome: Any) -> tuple[Any, dict[str, Any]]:
+    """Locust's metrics and the collector's arrival report; a crashed Locust is an error."""
+    from generator.load.stats import read_locust_results
 
     if any(code not in (0, 1) for code in outcome.exit_codes):
         raise ShopsimError(
@@ -286,137 +341,84 @@ def run(args: argparse.Namespace) -> int:
         )
     if not outcome.lag:
         raise ShopsimError(f"the load test produced no arrival report; see {run_dir / 'locust'}/*.log")
-    metrics = read_locust_results(run_dir / "locust")
-    return _verdict(
-        args,
-        run_dir,
-        thresholds,
-        list(scenario.expect),
-        metrics,
-        outcome.lag,
-        check,
-        time.monotonic() - started,
-    )
+    return read_locust_results(run_dir / "locust"), dict(outcome.lag)
 
 
-def _after_load(
-    args: argparse.Namespace,
-    scenario: Any,
-    seed: int,
-    run_dir: Path,
-    url: str,
-    lag: dict[str, Any],
-    *,
-    embedded: bool,
-) -> dict[str, Any]:
-    """Advance the emulator past the longest delay, then observe → check (see generator/load/check.py)."""
-    from generator.load.check import check_load
-
-    if not lag:
-        return {}
-    if embedded:
-        longest = max((c.delay for c in scenario.campaigns.values()), default=0)
-        # Past the longest delay plus a minute, so every pending message is decided.
-        advance_clock(url, int(lag.get("clock_ms", 0)) + longest + 60_000)
-    return check_load(
-        scenario=scenario,
-        scenario_path=args.scenario,
-        seed=seed,
-        shoppers=args.shoppers,
-        run_dir=run_dir,
-        target=url,
-        embedded=embedded,
-    )
-
-
-def _verdict(
-    args: argparse.Namespace,
-    run_dir: Path,
-    thresholds: list[Any],
-    scenario_thresholds: list[Any],
-    metrics: Any,
-    lag: dict[str, Any],
-    check: dict[str, Any],
-    wall_s: float,
-) -> int:
-    from generator.check import evaluate
-    from generator.load.messages import pool_verdict
-
+def _load_metrics(metrics: Any, lag: dict[str, Any]) -> dict[str, float | None]:
+    """The load metrics thresholds can name (``p95_ms``, ``error_rate``, arrival lag, ...)."""
     start_lag = lag.get("start_lag", {})
-    values: dict[str, float | None] = {
+    return {
         "p95_ms": metrics.p95_ms,
         "p99_ms": metrics.p99_ms,
         "error_rate": metrics.error_rate,
         "arrival_lag_p95_ms": float(start_lag.get("p95_ms", 0.0)),
         "late_start_share": float(start_lag.get("late_share", 0.0)),
     }
-    values.update(check.get("metrics", {}))
-    # A scenario's campaign thresholds are meant for a target whose outcomes can be observed
-    # (the embedded emulator). Against another target they are reported as skipped rather than
-    # failed; thresholds given with --expect always count.
-    skipped = [
-        t
-        for t in thresholds
-        if t in scenario_thresholds and t.metric not in values and not check.get("metrics")
-    ]
-    results = evaluate([t for t in thresholds if t not in skipped], values)
-    passed = all(r.passed for r in results)
-    pool = pool_verdict(
-        float(start_lag.get("late_share", 0.0)),
-        users=args.users,
-        late_share_max=float(lag.get("late_share_max", 0.01)),
-    )
-    ledger = lag.get("ledger", {})
-    record = {
-        "verdict": "pass" if passed else "fail",
-        "wall_s": round(wall_s, 3),
+
+
+def _load_record(args: argparse.Namespace, metrics: Any, lag: dict[str, Any]) -> dict[str, Any]:
+    """The load figures (also carried into summary.json under ``"load"``)."""
+    from generator.load.messages import pool_verdict
+
+    start_lag = lag.get("start_lag", {})
+    return {
         "locust": metrics.as_dict(),
         "arrival_lag": start_lag,
         "send_lag": lag.get("send_lag", {}),
-        "pool": pool,
+        "pool": pool_verdict(
+            float(start_lag.get("late_share", 0.0)),
+            users=args.users,
+            late_share_max=float(lag.get("late_share_max", 0.01)),
+            max_busy=lag.get("max_in_flight"),
+        ),
+        "users": args.users,
+        "speed": args.speed,
+        "workers": args.workers,
         "shoppers_started": lag.get("shoppers_started", 0),
         "shoppers_unstarted": lag.get("shoppers_unstarted", 0),
-        "ledger": ledger,
+        "shoppers_not_due": lag.get("shoppers_not_due", 0),
+        "ledger": lag.get("ledger", {}),
         "reconciled": lag.get("reconciled", False),
-        "check": check,
-        "thresholds": [
-            {"threshold": r.threshold, "actual": r.actual, "passed": r.passed, "note": r.note}
-            for r in results
-        ],
+        "per_shard": lag.get("per_shard", []),
     }
-    (run_dir / "load.json").write_bytes(
-        orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    )
+
+
+def _evaluate_ingestion(
+    thresholds: list[Any], scenario_thresholds: list[Any], values: dict[str, float | None]
+) -> tuple[list[Any], list[Any]]:
+    """Thresholds against a target without an observer.
+
+    The scenario's campaign thresholds are meant for a target whose outcomes can be observed
+    (the embedded emulator); here they are reported as skipped rather than failed. Thresholds
+    given with ``--expect`` always count (unmeasurable ones fail).
+    """
+    from generator.check import evaluate
+
+    skipped = [t for t in thresholds if t in scenario_thresholds and t.metric not in values]
+    return evaluate([t for t in thresholds if t not in skipped], values), skipped
+
+
+def _print(load: dict[str, Any], results: list[Any], skipped: list[Any], passed: bool, run_dir: Path) -> None:
     out = sys.stdout
+    m, lag, ledger = load["locust"], load["arrival_lag"], load["ledger"]
     print(
-        f"requests {metrics.requests}  failures {metrics.failures} ({metrics.error_rate:.3%})  "
-        f"p50 {metrics.p50_ms:.0f} ms  p95 {metrics.p95_ms:.0f} ms  p99 {metrics.p99_ms:.0f} ms  "
-        f"{metrics.rps:.1f} req/s",
+        f"load: requests {m['requests']}  failures {m['failures']} ({m['error_rate']:.3%})  "
+        f"p50 {m['p50_ms']:.0f} ms  p95 {m['p95_ms']:.0f} ms  p99 {m['p99_ms']:.0f} ms  {m['rps']:.1f} req/s",
         file=out,
     )
     print(
-        f"shoppers started {lag.get('shoppers_started', 0)} (unstarted {lag.get('shoppers_unstarted', 0)})  "
-        f"arrival lag p50 {start_lag.get('p50_ms', 0):.0f} ms  p95 {start_lag.get('p95_ms', 0):.0f} ms  "
-        f"max {start_lag.get('max_ms', 0):.0f} ms  late {start_lag.get('late_share', 0):.1%}",
+        f"shoppers started {load['shoppers_started']} (due but unstarted {load['shoppers_unstarted']})  "
+        f"arrival lag p50 {lag.get('p50_ms', 0):.0f} ms  p95 {lag.get('p95_ms', 0):.0f} ms  "
+        f"max {lag.get('max_ms', 0):.0f} ms  late {lag.get('late_share', 0):.1%}",
         file=out,
     )
-    print(pool, file=out)
-    print(
-        "ledger: "
-        + "  ".join(
-            f"{k} {ledger.get(k, 0)}"
-            for k in ("planned", "acknowledged", "rejected", "dropped_by_fault", "given_up")
-        ),
-        file=out,
-    )
-    for line in check.get("lines", []):
-        print(line, file=out)
+    print(load["pool"], file=out)
+    states = ("planned", "acknowledged", "rejected", "dropped_by_fault", "given_up")
+    print("ledger: " + "  ".join(f"{k} {ledger.get(k, 0)}" for k in states), file=out)
     for r in results:
-        mark = "PASS" if r.passed else "FAIL"
         actual = "n/a" if r.actual is None else f"{r.actual:g}"
         note = f"  ({r.note})" if r.note else ""
-        print(f"{mark}  {r.threshold}  (actual {actual}){note}", file=out)
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.threshold}  (actual {actual}){note}", file=out)
     for t in skipped:
         print(f"SKIP  {t}  (campaign outcomes are not observable at this target)", file=out)
     print(f"verdict: {'pass' if passed else 'fail'}  ({run_dir})", file=out)
-    return 0 if passed else 1

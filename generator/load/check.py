@@ -16,21 +16,26 @@ Shoppers the schedule never started (the test ended first) are not part of the c
 later sends that never happened are "given up (load test ended)" in the ledger and count as
 not delivered. A target that is not the embedded emulator has no complete observer, so the
 campaign checks are skipped there and only the ingestion thresholds apply.
+
+Checks, thresholds and reports are :func:`generator.pipeline.evaluate` — the very code of
+``shopsim run`` — with the Locust metrics (``p95_ms``, ``error_rate``, arrival lag) joined as
+extra metrics, so one summary.json / report.html / junit.xml holds both.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from generator.check import Evidence
 from generator.deliver.ledger import read_ledger
 from generator.events import Delivery
-from generator.scenario.model import Scenario
+from generator.scenario.model import Scenario, Threshold
 
-__all__ = ["actual_deliveries", "check_load"]
+__all__ = ["actual_deliveries", "check_load", "load_evidence"]
 
 NOT_ARRIVED = {"rejected": "load:rejected", "given_up": "load:given_up"}
 
@@ -62,31 +67,12 @@ def actual_deliveries(
     return out
 
 
-def check_load(
-    *,
-    scenario: Scenario,
-    scenario_path: Path,
-    seed: int,
-    shoppers: int | None,
-    run_dir: Path,
-    target: str,
-    embedded: bool,
-) -> dict[str, Any]:
-    """Run the checks for a finished load test; returns ``{"metrics", "lines", "failures"}``."""
-    if not embedded:
-        return {
-            "metrics": {},
-            "lines": [
-                f"campaign checks skipped: no complete observer for {target} (ingestion thresholds only)"
-            ],
-            "failures": {},
-        }
-    from generator.check import CheckContext, EvidenceBuilder, Observed, run_checks
+def load_evidence(scenario: Scenario, *, seed: int, shoppers: int | None, ledger_path: Path) -> Evidence:
+    """Evidence for the shoppers the load test started, with deliveries as they really arrived."""
+    from generator.check import EvidenceBuilder
     from generator.faults import plan_deliveries
-    from generator.observe import read_export
     from generator.simulate import simulate_shoppers
 
-    ledger_path = run_dir / "ledger.ndjson"
     by_shopper: dict[int, dict[str, deque[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(deque))
     if ledger_path.is_file():
         for row in read_ledger(ledger_path):
@@ -106,44 +92,57 @@ def check_load(
     deliveries.sort(key=lambda d: d.arrival_ms)
     for delivery in deliveries:
         builder.add_delivery(delivery)
-    evidence = builder.finish()
+    return builder.finish()
+
+
+def check_load(
+    *,
+    scenario: Scenario,
+    scenario_path: Path,
+    seed: int,
+    shoppers: int | None,
+    run_dir: Path,
+    target: str,
+    run_meta: Mapping[str, Any],
+    thresholds: Sequence[Threshold],
+    extra_metrics: Mapping[str, float | None],
+    ledger_counts: Mapping[str, int],
+) -> dict[str, Any]:
+    """Observe the embedded emulator and run ``shopsim run``'s checks, thresholds and reports.
+
+    Writes summary.json, report.html, junit.xml and expectations.ndjson like ``shopsim run``
+    (``run_meta`` carries the load figures into summary.json under ``"load"``). Returns
+    ``{"metrics", "failures", "examples", "thresholds", "passed"}``.
+    """
+    from generator.check import Observed
+    from generator.observe import read_export
+    from generator.pipeline import evaluate
+
+    evidence = load_evidence(scenario, seed=seed, shoppers=shoppers, ledger_path=run_dir / "ledger.ndjson")
     observed = Observed.build(
         read_export(target), source="emulator", complete_events=True, comparable_times=True
     )
-    ctx = CheckContext(
-        evidence, observed, scenario_path=str(scenario_path), seed=seed, ledger_path=ledger_path
+    result = evaluate(
+        scenario,
+        scenario_path=str(scenario_path),
+        seed=seed,
+        run_dir=run_dir,
+        run_meta=run_meta,
+        evidence=evidence,
+        observed=observed,
+        thresholds=thresholds,
+        ledger_counts=ledger_counts,
+        extra_metrics=extra_metrics,
     )
-    result = run_checks(ctx)
-    _write_report(run_dir, result)
-    lines = [
-        f"checks: {len(result.checks)} run, {sum(result.failure_counts.values())} findings"
-        + (
-            f" ({', '.join(f'{k} {v}' for k, v in sorted(result.failure_counts.items()) if v)})"
-            if result.failures
-            else ""
-        )
-    ]
-    shown = {k: v for k, v in result.metrics.items() if v is not None and "[" not in k}
-    if shown:
-        lines.append("  ".join(f"{k} {v:g}" for k, v in sorted(shown.items())))
+    check = result.check
     examples = [
         {"check": f.check, "title": f.title, "message": f.message, "cause": f.cause, "shopper": f.shopper}
-        for f in result.failures[:20]
+        for f in check.failures[:20]
     ]
     return {
-        "metrics": dict(result.metrics),
-        "lines": lines,
-        "failures": dict(result.failure_counts),
+        "metrics": dict(check.metrics),
+        "failures": dict(check.failure_counts),
         "examples": examples,
+        "thresholds": list(check.thresholds),
+        "passed": check.passed,
     }
-
-
-def _write_report(run_dir: Path, result: Any) -> None:
-    """Write summary.json / report.html / junit.xml with the run report writer when it is available."""
-    try:
-        from generator import report
-    except ImportError:  # the report writer is optional for the load check
-        return
-    writer = getattr(report, "write_report", None)
-    if writer is not None:
-        writer(run_dir, result)

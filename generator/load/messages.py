@@ -73,14 +73,28 @@ class DoneReport:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def pool_verdict(late_share: float, *, users: int, late_share_max: float = DEFAULT_LATE_SHARE_MAX) -> str:
-    """One line on whether the user pool kept up with the arrival schedule."""
-    if late_share > late_share_max:
+def pool_verdict(
+    late_share: float,
+    *,
+    users: int,
+    late_share_max: float = DEFAULT_LATE_SHARE_MAX,
+    max_busy: int | None = None,
+) -> str:
+    """One line on whether the user pool kept up with the arrival schedule, and what to change.
+
+    Late starts with every user busy mean the pool (or the target's speed) limited the load:
+    raise ``--users`` or lower ``--speed``. Late starts while users were idle mean the load
+    generator itself fell behind (CPU): add ``--workers``.
+    """
+    if late_share <= late_share_max:
+        return f"pool kept up: {late_share:.1%} of shoppers started late with {users} users"
+    head = f"{late_share:.1%} of shoppers started late (limit {late_share_max:.1%})"
+    if max_busy is not None and max_busy < users:
         return (
-            f"pool too small: {late_share:.1%} of shoppers started late "
-            f"(limit {late_share_max:.1%}) with {users} users; raise --users"
+            f"load generator too slow: {head} while at most {max_busy} of {users} users were busy; "
+            "add --workers"
         )
-    return f"pool kept up: {late_share:.1%} of shoppers started late with {users} users"
+    return f"pool too small: {head} with all {users} users busy; raise --users (or lower --speed)"
 
 
 class Collector:
@@ -159,7 +173,10 @@ class Collector:
             "ledger": counts.as_dict(),
             "reconciled": counts.settled == counts.planned,
             "verdict": pool_verdict(
-                start_summary.late_share, users=self.users, late_share_max=self.late_share_max
+                start_summary.late_share,
+                users=self.users,
+                late_share_max=self.late_share_max,
+                max_busy=sum(r.max_in_flight for r in reports),
             ),
             "late_share_max": self.late_share_max,
             "per_shard": [

@@ -55,5 +55,6 @@ def test_buckets_keep_two_significant_digits(value):
 
 
 def test_pool_verdict_names_the_fix():
-    assert "raise --users" in pool_verdict(0.2, users=3)
+    assert "raise --users" in pool_verdict(0.2, users=3, max_busy=3)
+    assert "add --workers" in pool_verdict(0.2, users=3, max_busy=1)
     assert pool_verdict(0.0, users=3).startswith("pool kept up")
