@@ -90,7 +90,7 @@ class EmulatorApp:
         self.stats = Stats()
         self._persisted_clock: int | None = None
         self._track_auth = (
-            self._basic(creds.site_id, creds.api_key) if creds.site_id and creds.api_key else None
+            self._basic(creds.site_id, creds.api_key).encode() if creds.site_id and creds.api_key else None
         )
         self.base_url = ""
         self._on_after_fire = on_after_fire
@@ -186,7 +186,7 @@ class EmulatorApp:
         if isinstance(route, Response):
             return route
         if self._track_auth is not None and not hmac.compare_digest(
-            req.headers.get("authorization", "").encode(), self._track_auth.encode()
+            req.headers.get("authorization", "").encode(), self._track_auth
         ):
             return _meta_error(
                 401, "Unauthorized request: use Basic auth with your site id and Track API key"

@@ -71,7 +71,8 @@ class Request:
 
     def segments(self) -> list[str]:
         """The path split on ``/`` with each segment percent-decoded (``%2F`` stays inside)."""
-        return [unquote(part) for part in self.path.split("/")[1:]]
+        parts = self.path.split("/")[1:]
+        return [unquote(part) for part in parts] if "%" in self.path else parts
 
 
 @dataclass(slots=True)

@@ -39,6 +39,9 @@ DURATION_S = 5.0
 WARMUP_S = 1.0
 CONNECTIONS = 32
 BATCH = 100
+PEOPLE = 500
+"""Events are spread over this many people: their profiles exist after the warm-up, as in a real
+stream where a shopper sends many events (a first event creates the profile)."""
 
 _BARE_SERVER = r"""
 import sys
@@ -172,7 +175,7 @@ def _track_request(n: int) -> bytes:
     )
     return (
         b"POST /api/v1/customers/u%d/events HTTP/1.1\r\nHost: bench\r\nAuthorization: %s\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (n % 5000, _TRACK_AUTH, len(body))
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (n % PEOPLE, _TRACK_AUTH, len(body))
     ) + body
 
 
@@ -181,7 +184,7 @@ def _batch_request(n: int) -> bytes:
     items = [
         {
             "type": "track",
-            "userId": f"u{(base + i) % 5000}",
+            "userId": f"u{(base + i) % PEOPLE}",
             "event": "Product Viewed",
             "messageId": f"m{base + i:024d}",
             "timestamp": "2026-11-02T12:00:00.000Z",
