@@ -148,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
     stop = Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            f"shopsim serve: listening on {args.host}, beyond loopback; anyone who can reach it can "
+            "write to it (set your own CIO_* keys: the local defaults are public)",
+            file=sys.stderr,
+            flush=True,
+        )
     print(handle.url, flush=True)
     try:
         stop.wait()
