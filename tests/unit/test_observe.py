@@ -12,6 +12,7 @@ import orjson
 import pytest
 from gevent.pywsgi import WSGIServer
 
+import generator.report.data  # noqa: F401  (imports rich, whose import touches global `random`: not inside a test)
 from generator.errors import TargetError
 from generator.events import ObservationKind
 from generator.observe import (
@@ -335,3 +336,51 @@ def test_receiver_verifies_and_records_reports():
 def test_receiver_needs_a_secret():
     with pytest.raises(TargetError, match="CIO_WEBHOOK_SECRET"):
         WebhookReceiver("")
+
+
+def test_observe_command_writes_verified_reports(tmp_path, monkeypatch, capsys):
+    import socket
+    import time
+
+    import gevent
+
+    from generator.cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "obs.ndjson"
+    monkeypatch.setenv("CIO_WEBHOOK_SECRET", SECRET)
+    worker = gevent.spawn(main, ["observe", "--listen", str(port), "--out", str(out), "--duration", "3s"])
+    report = {
+        "metric": "dropped",
+        "timestamp": NOW,
+        "data": {"campaign_id": 3, "identifiers": {"id": "u7"}, "trigger_event_id": "E7"},
+    }
+    body = json.dumps(report).encode()
+    status = None
+    for _ in range(50):  # bounded: the server comes up within the command's first moments
+        try:
+            status = _post(f"http://127.0.0.1:{port}/", body, _headers(body, ts=int(time.time())))[0]
+            break
+        except OSError:
+            gevent.sleep(0.05)
+    assert status == 200
+    assert worker.get(timeout=30) == 0
+    (line,) = out.read_bytes().splitlines()
+    record = orjson.loads(line)
+    assert (record["kind"], record["person"], record["event_id"], record["campaign"]) == (
+        "drop",
+        "u7",
+        "E7",
+        "3",
+    )
+    assert "1 accepted, 0 rejected" in capsys.readouterr().out
+
+
+def test_observe_command_without_secret_is_an_input_error(tmp_path, monkeypatch, capsys):
+    from generator.cli import main
+
+    monkeypatch.delenv("CIO_WEBHOOK_SECRET", raising=False)
+    assert main(["observe", "--listen", "0", "--out", str(tmp_path / "x"), "--duration", "1s"]) == 2
+    assert "CIO_WEBHOOK_SECRET" in capsys.readouterr().err
