@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from generator.errors import Problem
@@ -182,6 +183,17 @@ def _journeys(ctx: _Context) -> Iterator[Problem]:
             yield from _journey(ctx, ("journeys", name), journey)
 
 
+@dataclass(slots=True)
+class _Graph:
+    """A journey's transitions with p > 0, as far as they could be read."""
+
+    edges: dict[str, list[str]]
+    leaves: set[str] = field(default_factory=set)
+    """States with a chance to leave (``Σp < 1``)."""
+    readable: bool = True
+    """False when some state or probability is malformed: skip the graph rules (the model reports it)."""
+
+
 def _journey(ctx: _Context, path: KeyPath, journey: dict[str, Any]) -> Iterator[Problem]:
     source = journey.get("source")
     if isinstance(source, str) and ctx.sources is not None and source not in ctx.sources:
@@ -193,66 +205,74 @@ def _journey(ctx: _Context, path: KeyPath, journey: dict[str, Any]) -> Iterator[
     states = journey.get("states")
     if not isinstance(states, dict):
         return
-    names = list(states)
-    edges: dict[str, list[str]] = {s: [] for s in names}
-    leaves: set[str] = set()
-    readable = True
+    graph = _Graph(edges={s: [] for s in states})
     for state_name, state in states.items():
         spath = (*path, "states", state_name)
         if state is None:
-            leaves.add(state_name)
-            continue
-        if not isinstance(state, dict):
-            readable = False
-            continue
-        yield from _emits(ctx, spath, state.get("emit"))
-        nxt = state.get("next", {})
-        if not isinstance(nxt, dict):
-            readable = False
-            continue
-        total = 0.0
-        parts: list[str] = []
-        for target, transition in nxt.items():
-            p = _probability(transition)
-            parts.append(f"{target} {p:g}" if p is not None else "")
-            total += p or 0.0
-            if target not in states:
-                hint = suggestion(target, names, "states of this journey")
-                intended = did_you_mean(target, names)
-                if intended is not None and p is not None and p > 0:
-                    # Judge reachability as if the typo were fixed: one mistake, one message.
-                    edges[state_name].append(intended)
-                if target == "leave" and did_you_mean(target, names) is None:
-                    hint = "no 'leave' state is needed: the remainder 1 − Σp of 'next' is the chance to leave"
-                yield ctx.doc.problem(
-                    (*spath, "next", target), f"transition to unknown state '{target}'", hint, at_key=True
-                )
-                continue
-            if p is None:
-                readable = False
-            elif p > 0:
-                edges[state_name].append(target)
-        if all(parts) and total > 1.0 + 1e-9:
-            # Also a model rule, but the model skips it when anything else in the state is
-            # invalid; checked here so it is always reported (the loader drops the model's copy).
-            yield ctx.doc.problem(
-                (*spath, "next"),
-                f"transition probabilities sum to {total:g} (> 1): {' + '.join(parts)}",
-                at_key=True,
-            )
-        if total < 1.0 - 1e-9:
-            leaves.add(state_name)
+            graph.leaves.add(state_name)
+        elif not isinstance(state, dict):
+            graph.readable = False
+        else:
+            yield from _emits(ctx, spath, state.get("emit"))
+            yield from _transitions(ctx, spath, state_name, state.get("next", {}), graph)
     start = journey.get("start")
     if not isinstance(start, str):
         return
     if start not in states:
         yield ctx.doc.problem(
-            (*path, "start"), f"start state '{start}' is not defined", suggestion(start, names, "states")
+            (*path, "start"),
+            f"start state '{start}' is not defined",
+            suggestion(start, list(states), "states"),
         )
+    elif graph.readable:
+        yield from _reachability(ctx, path, start, graph)
+
+
+def _transitions(
+    ctx: _Context, spath: KeyPath, state_name: str, nxt: Any, graph: _Graph
+) -> Iterator[Problem]:
+    """Unknown targets and sums above 1 of one state's ``next``; records its edges in ``graph``."""
+    if not isinstance(nxt, dict):
+        graph.readable = False
         return
-    if not readable:
-        return
-    reachable = _closure([start], edges)
+    names = list(graph.edges)
+    total = 0.0
+    parts: list[str] = []
+    for target, transition in nxt.items():
+        p = _probability(transition)
+        parts.append(f"{target} {p:g}" if p is not None else "")
+        total += p or 0.0
+        if p is None:
+            graph.readable = False
+        if target not in graph.edges:
+            intended = did_you_mean(target, names)
+            hint = suggestion(target, names, "states of this journey")
+            if intended is not None and p:
+                # Judge reachability as if the typo were fixed: one mistake, one message.
+                graph.edges[state_name].append(intended)
+            if target == "leave" and intended is None:
+                hint = "no 'leave' state is needed: the remainder 1 − Σp of 'next' is the chance to leave"
+            yield ctx.doc.problem(
+                (*spath, "next", target), f"transition to unknown state '{target}'", hint, at_key=True
+            )
+        elif p:
+            graph.edges[state_name].append(target)
+    if all(parts) and total > 1.0 + 1e-9:
+        # Also a model rule, but the model skips it when anything else in the state is
+        # invalid; checked here so it is always reported (the loader drops the model's copy).
+        yield ctx.doc.problem(
+            (*spath, "next"),
+            f"transition probabilities sum to {total:g} (> 1): {' + '.join(parts)}",
+            at_key=True,
+        )
+    if total < 1.0 - 1e-9:
+        graph.leaves.add(state_name)
+
+
+def _reachability(ctx: _Context, path: KeyPath, start: str, graph: _Graph) -> Iterator[Problem]:
+    """States never reached from ``start``, and reachable states from which no walk ever leaves."""
+    names = list(graph.edges)
+    reachable = _closure([start], graph.edges)
     for state_name in names:
         if state_name not in reachable:
             yield ctx.doc.problem(
@@ -262,10 +282,10 @@ def _journey(ctx: _Context, path: KeyPath, journey: dict[str, Any]) -> Iterator[
                 at_key=True,
             )
     reverse: dict[str, list[str]] = {s: [] for s in names}
-    for source_state, targets in edges.items():
+    for source_state, targets in graph.edges.items():
         for target in targets:
             reverse[target].append(source_state)
-    can_leave = _closure(sorted(leaves), reverse)
+    can_leave = _closure(sorted(graph.leaves), reverse)
     trapped = [s for s in names if s in reachable and s not in can_leave]
     if trapped:
         listed = ", ".join(f"'{s}'" for s in trapped)
