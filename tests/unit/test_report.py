@@ -92,6 +92,12 @@ def test_html_is_self_contained_and_shows_the_evidence():
     assert "reproduce with: shopsim replay s.yaml --seed 5 --shopper 0" in text
     assert "suppression_violations[cart_recovery] == 0" in text
     assert "FAIL" in text
+    import re
+
+    charts = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(charts) >= 3
+    for chart in charts:
+        ET.fromstring(chart)  # each inline chart is well-formed XML
 
 
 def test_html_escapes_values():
