@@ -8,7 +8,7 @@ Examples::
     # a master and 2 local worker processes (one per core)
     shopsim load scenarios/d2c_cart_recovery.yaml --workers 2 --users 40 --speed 60 --duration 5m
 
-    # across machines: the master here (waits for 4 workers) ...
+    # across machines: the master here (waits for 4 worker processes in all) ...
     shopsim load scenarios/x.yaml --master --workers 4 --bind 0.0.0.0 --master-port 5557 \\
         --target https://collector.staging.example.com --users 200 --duration 10m
     # ... and on each worker machine (same scenario path; 2 processes each)
@@ -145,7 +145,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--master-host", default="127.0.0.1", help="master address for --worker")
     parser.add_argument(
-        "--master-port", type=int, default=0, help="master port (default: free port; 5557 remote)"
+        "--master-port",
+        type=int,
+        default=0,
+        help="master port (5557 with --master/--worker, else free)",
     )
     parser.add_argument(
         "--bind", default="127.0.0.1", help="interface the --master listens on (0.0.0.0: all)"
@@ -203,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
         args.workers = 1
     if args.master and args.workers < 1:
         raise LoadArgumentError("--master needs --workers N: how many worker processes will join")
-    if args.worker and args.master_port == 0:
-        args.master_port = 5557
+    if (args.worker or args.master) and args.master_port == 0:
+        args.master_port = 5557  # Locust's default: remote workers must know it
     scenario = load_scenario(args.scenario)
     seed = resolve_seed(args.seed, scenario)
     embedded = args.target is None

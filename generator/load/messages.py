@@ -120,6 +120,7 @@ class Collector:
         self.on_all_done = on_all_done
         self.reports: dict[int, DoneReport] = {}
         self.users = 0
+        self.ledger_lines = 0
         run_dir.mkdir(parents=True, exist_ok=True)
         self.ledger_path = run_dir / "ledger.ndjson"
         self._ledger: IO[bytes] | None = self.ledger_path.open("ab")
@@ -135,6 +136,7 @@ class Collector:
         if rows and self._ledger is not None:
             self._ledger.write(rows)
             self._ledger.flush()
+            self.ledger_lines += rows.count(b"\n")
 
     def on_done(self, data: Mapping[str, Any]) -> None:
         """Record a shard's final report; write the summary when all shards are in."""
@@ -171,7 +173,9 @@ class Collector:
             "shoppers_not_due": sum(int(r.extra.get("shoppers_not_due", 0)) for r in reports),
             "turns_parked": sum(int(r.extra.get("turns_parked", 0)) for r in reports),
             "ledger": counts.as_dict(),
-            "reconciled": counts.settled == counts.planned,
+            "ledger_lines": self.ledger_lines,
+            # every planned delivery settled exactly once, and every settlement written on the master
+            "reconciled": counts.settled == counts.planned == self.ledger_lines,
             "verdict": pool_verdict(
                 start_summary.late_share,
                 users=self.users,
