@@ -20,6 +20,7 @@ from generator.scenario.document import Document, KeyPath
 from generator.scenario.model import (
     PROPERTY_SOURCES,
     Filter,
+    FilterOp,
     Identity,
     Population,
     PropertySpec,
@@ -440,7 +441,7 @@ def _event_list(ctx: _Context, path: KeyPath, names: Any, role: str) -> Iterator
 
 
 def _filters(ctx: _Context, path: KeyPath, event: Any, where: Any) -> Iterator[Problem]:
-    """A filter on a property the trigger event never carries could never match."""
+    """A filter on a property the trigger event never carries, or of another type, never matches."""
     if not isinstance(where, list) or ctx.plan_events is None or not isinstance(event, str):
         return
     if event not in ctx.plan_events:
@@ -450,10 +451,10 @@ def _filters(ctx: _Context, path: KeyPath, event: Any, where: Any) -> Iterator[P
         return
     for i, raw in enumerate(where):
         try:
-            field = Filter.model_validate(raw).field
+            condition = Filter.model_validate(raw)
         except ValueError:
             continue
-        top = field.split(".", 1)[0]
+        top = condition.field.split(".", 1)[0]
         if top not in properties:
             yield ctx.doc.problem(
                 (*path, i),
@@ -461,15 +462,61 @@ def _filters(ctx: _Context, path: KeyPath, event: Any, where: Any) -> Iterator[P
                 "so the filter could never match",
                 suggestion(top, properties, f"properties of '{event}'"),
             )
+            continue
+        kind = properties[top]
+        if top != condition.field or kind is None or condition.op not in (FilterOp.EQ, FilterOp.IN):
+            continue
+        values = condition.value if condition.op is FilterOp.IN else [condition.value]
+        wrong = [v for v in values if not _fits(v, kind)]
+        if wrong:
+            yield ctx.doc.problem(
+                (*path, i),
+                f"filter compares the {kind} property '{top}' with {wrong[0]!r}; comparisons are "
+                "type-strict, so the filter could never match",
+                _retype_hint(wrong[0], kind),
+            )
 
 
-def _event_properties(spec: Any, event: str) -> list[str] | None:
+def _retype_hint(value: Any, kind: str) -> str:
+    if kind == "string":
+        return f"write it as a string: '{value}'"
+    if kind in ("number", "integer") and isinstance(value, str):
+        try:
+            return f"write it as a bare number: {float(value):g}"
+        except ValueError:
+            return ""
+    return ""
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether a filter literal can equal a property value of the planned JSON type."""
+    if kind == "string":
+        return isinstance(value, str)
+    if kind in ("number", "integer"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    return True  # arrays and objects: not compared by value here
+
+
+def _event_properties(spec: Any, event: str) -> dict[str, str | None] | None:
+    """Property name → planned type (``None`` if unreadable); ``None`` if the table is unusable."""
     if spec is None:
-        return list(default_events()[event].properties) if event in default_events() else None
+        if event not in default_events():
+            return None
+        return {name: prop.type for name, prop in default_events()[event].properties.items()}
     if not isinstance(spec, dict):
         return None
     props = spec.get("properties", {})
-    return list(props) if isinstance(props, dict) else None
+    if not isinstance(props, dict):
+        return None
+    out: dict[str, str | None] = {}
+    for name, prop in props.items():
+        try:
+            out[name] = PropertySpec.model_validate(prop).type
+        except ValueError:
+            out[name] = None
+    return out
 
 
 # --------------------------------------------------------------------------- faults and thresholds
