@@ -60,7 +60,7 @@ def summarize(scenario: Scenario, *, file: str, seed_from_flag: bool = False) ->
     return [
         _overview(scenario, file, seed_from_flag),
         _journeys(scenario, funnel),
-        _campaigns(scenario),
+        _campaigns(scenario, funnel),
         _faults(scenario.faults),
         Section("Thresholds (expect)", [(str(t),) for t in scenario.expect]),
         _funnel(funnel),
@@ -179,8 +179,14 @@ def _frequency(campaign: Campaign) -> str:
     return f"once per {format_duration(reentry)}"
 
 
-def _campaigns(scenario: Scenario) -> Section:
+def _campaigns(scenario: Scenario, funnel: Funnel) -> Section:
     ids = scenario.campaign_ids()
+    # Not errors (a scenario may model a campaign it does not exercise), but worth a line.
+    idle = [
+        f"no journey emits '{c.trigger.event_name}', so '{name}' never triggers"
+        for name, c in scenario.campaigns.items()
+        if funnel.reach.get(c.trigger.event_name, 0.0) == 0.0
+    ]
     rows = [
         (
             f"{name} (#{ids[name]})",
@@ -191,7 +197,8 @@ def _campaigns(scenario: Scenario) -> Section:
         )
         for name, c in scenario.campaigns.items()
     ]
-    return Section("Campaigns", rows, ("campaign", "trigger", "delay", "exit on", "frequency"))
+    header = ("campaign", "trigger", "delay", "exit on", "frequency")
+    return Section("Campaigns", rows, header, "note: " + "; ".join(idle) if idle else "")
 
 
 def _compact(value: Any) -> str:

@@ -105,3 +105,14 @@ def test_schema_to_a_file(capsys, tmp_path):
 def test_schema_to_an_unwritable_place_exits_2(capsys, tmp_path):
     assert main(["schema", "-o", str(tmp_path / "no" / "such" / "dir.json")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_validate_notes_a_campaign_no_journey_can_trigger(capsys, tmp_path):
+    text = (DATA / "minimal.yaml").read_text() + (
+        "campaigns:\n  winback:\n    trigger: {event: Order Completed}\n    delay: 1d\n"
+    )
+    path = tmp_path / "idle.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: no journey emits 'Order Completed', so 'winback' never triggers" in out
