@@ -60,6 +60,15 @@ def _ok() -> Response:
     return Response(200, _EMPTY)
 
 
+def _clock_problem(req: Request) -> Response | None:
+    """A 400 for a malformed ``X-Shopsim-Clock``, checked before anything is processed."""
+    try:
+        parse_clock_header(req.headers.get(CLOCK_HEADER))
+    except ClockError as exc:
+        return _meta_error(400, str(exc))
+    return None
+
+
 @dataclass(slots=True)
 class Stats:
     """Request counters and timings (``GET /_shopsim/stats``)."""
@@ -191,11 +200,9 @@ class EmulatorApp:
             return _meta_error(
                 401, "Unauthorized request: use Basic auth with your site id and Track API key"
             )
-        try:
-            requested_clock = parse_clock_header(req.headers.get(CLOCK_HEADER))
-        except ClockError as exc:
-            return _meta_error(400, str(exc))
-        del requested_clock
+        bad_clock = _clock_problem(req)
+        if bad_clock is not None:
+            return bad_clock
         try:
             return route(req)
         except DecodeError as exc:
@@ -364,11 +371,9 @@ class EmulatorApp:
             kind = decode.BROWSER_TYPES[name]
         else:
             kind = name
-        try:
-            requested = parse_clock_header(req.headers.get(CLOCK_HEADER))
-        except ClockError as exc:
-            return _meta_error(400, str(exc))
-        del requested
+        bad_clock = _clock_problem(req)
+        if bad_clock is not None:
+            return bad_clock
         header_ok = self._pipelines_header_auth(req.headers.get("authorization"))
         try:
             decode.check_content_type(req.headers, allow_text=True)
