@@ -392,3 +392,14 @@ def test_model_level_errors_point_at_the_key_they_are_about():
     assert [(p.path, p.message) for p in problems] == [
         ("journeys.browse.states.product.think.lognormal.median", "lognormal 'median' must be positive")
     ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>'\"#%@`,? \n\tabc01.")), max_size=80))
+def test_arbitrary_text_gives_only_located_problems(text):
+    try:
+        load_scenario_text(text, file="t.yaml")
+    except ScenarioError as exc:
+        assert all(p.line >= 1 and p.column >= 1 for p in exc.problems), exc.render()
+    else:  # pragma: no cover - no such short text is a whole valid scenario
+        raise AssertionError("random text validated")
