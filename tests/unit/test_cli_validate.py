@@ -6,6 +6,10 @@ import json
 import re
 from pathlib import Path
 
+# rich.style draws getrandbits() from the global `random` at import time; import it while
+# collecting, before conftest's per-test guard against global RNG use starts watching.
+import rich.console  # noqa: F401
+
 from generator.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "scenarios"
@@ -116,3 +120,15 @@ def test_validate_notes_a_campaign_no_journey_can_trigger(capsys, tmp_path):
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "note: no journey emits 'Order Completed', so 'winback' never triggers" in out
+
+
+def test_validate_on_a_terminal_prints_rich_tables(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["validate", str(DATA / "full.yaml")]) == 0
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    assert "✓" in out and "┃ event" in out
+    assert "trigger_recall[cart_recovery] >= 0.95" in out  # not eaten as rich markup
+    assert re.search(r"│ Added to Cart\s+│\s+45\.8% │", out)
