@@ -380,6 +380,7 @@ def _load_record(args: argparse.Namespace, metrics: Any, lag: dict[str, Any]) ->
         "shoppers_started": lag.get("shoppers_started", 0),
         "shoppers_unstarted": lag.get("shoppers_unstarted", 0),
         "shoppers_not_due": lag.get("shoppers_not_due", 0),
+        "deliveries_cut_by_end": lag.get("deliveries_cut_by_end", 0),
         "ledger": lag.get("ledger", {}),
         "reconciled": lag.get("reconciled", False),
         "per_shard": lag.get("per_shard", []),
@@ -417,7 +418,9 @@ def _print(load: dict[str, Any], results: list[Any], skipped: list[Any], passed:
     )
     print(load["pool"], file=out)
     states = ("planned", "acknowledged", "rejected", "dropped_by_fault", "given_up")
-    print("ledger: " + "  ".join(f"{k} {ledger.get(k, 0)}" for k in states), file=out)
+    not_due = load.get("deliveries_cut_by_end", 0)
+    tail = f"  ({not_due} of them unsent only because the test ended)" if not_due else ""
+    print("ledger: " + "  ".join(f"{k} {ledger.get(k, 0)}" for k in states) + tail, file=out)
     for r in results:
         actual = "n/a" if r.actual is None else f"{r.actual:g}"
         note = f"  ({r.note})" if r.note else ""

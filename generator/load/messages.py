@@ -172,6 +172,8 @@ class Collector:
             "clock_ms": max((int(r.extra.get("clock_ms", 0)) for r in reports), default=0),
             "shoppers_not_due": sum(int(r.extra.get("shoppers_not_due", 0)) for r in reports),
             "turns_parked": sum(int(r.extra.get("turns_parked", 0)) for r in reports),
+            # given up only because the test ended (part of the ledger's given_up)
+            "deliveries_cut_by_end": sum(int(r.extra.get("deliveries_cut_by_end", 0)) for r in reports),
             "ledger": counts.as_dict(),
             "ledger_lines": self.ledger_lines,
             # every planned delivery settled exactly once, and every settlement written on the master
