@@ -342,6 +342,13 @@ def _describe(doc: Document, entry: _Entry) -> tuple[str, str]:
         if entry.at_key:
             return f"unknown key {_kind(value)}; expected {want}", hint
         return f"expected {want}, got {_kind(value)}", hint
+    if kind == "string_type" and isinstance(value, bool):
+        return (
+            f"expected a string, got {_kind(value)}",
+            "YAML reads yes/no/on/off/true/false as booleans: put the text in quotes",
+        )
+    if kind == "string_type" and isinstance(value, int | float):
+        return f"expected a string, got {_kind(value)}", f"put it in quotes: '{value}'"
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, got {_kind(value)}", ""
     if kind in ("value_error", "assertion_error"):

@@ -403,3 +403,13 @@ def test_arbitrary_text_gives_only_located_problems(text):
         assert all(p.line >= 1 and p.column >= 1 for p in exc.problems), exc.render()
     else:  # pragma: no cover - no such short text is a whole valid scenario
         raise AssertionError("random text validated")
+
+
+def test_yaml_booleans_and_numbers_where_text_is_expected_get_a_quoting_hint():
+    text = MINIMAL.replace("name: minimal", "name: 2026").replace("{track: Added to Cart}", "{track: yes}")
+    by_path = {p.path: p for p in problems_in(text)}
+    assert by_path["name"].message == "expected a string, got 2026"
+    assert by_path["name"].hint == "put it in quotes: '2026'"
+    call = by_path["journeys.browse.states.cart.emit[0].track"]
+    assert call.message == "expected a string, got true"
+    assert "booleans" in call.hint
