@@ -62,7 +62,6 @@ Duration = Annotated[
 """Milliseconds, written in YAML as ``"90s"`` etc."""
 
 
-
 def _signed(value: Any) -> int:
     if isinstance(value, str) and value.strip().startswith("-"):
         return -parse_duration(value.strip()[1:])
@@ -75,7 +74,12 @@ SignedDuration = Annotated[
     int,
     BeforeValidator(_signed),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}], "description": "A duration that may be negative: '-2m'."}),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "number"}],
+            "description": "A duration that may be negative: '-2m'.",
+        }
+    ),
 ]
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -266,9 +270,13 @@ def _default_sources() -> dict[str, TrafficSource]:
             referrer="https://l.instagram.com/",
         ),
         "google": TrafficSource(
-            weight=0.30, utm=Utm(source="google", medium="cpc", campaign="brand"), referrer="https://www.google.com/"
+            weight=0.30,
+            utm=Utm(source="google", medium="cpc", campaign="brand"),
+            referrer="https://www.google.com/",
         ),
-        "email": TrafficSource(weight=0.10, utm=Utm(source="customerio", medium="email", campaign="newsletter")),
+        "email": TrafficSource(
+            weight=0.10, utm=Utm(source="customerio", medium="email", campaign="newsletter")
+        ),
         "direct": TrafficSource(weight=0.25),
     }
 
@@ -375,7 +383,17 @@ class CallKind(StrEnum):
     IDENTIFY = "identify"
 
 
-PAGE_KINDS = ("home", "category", "product", "search", "cart", "checkout", "confirmation", "account", "content")
+PAGE_KINDS = (
+    "home",
+    "category",
+    "product",
+    "search",
+    "cart",
+    "checkout",
+    "confirmation",
+    "account",
+    "content",
+)
 
 
 class Call(Frozen):
@@ -385,9 +403,12 @@ class Call(Frozen):
     ``p`` makes the call itself optional (``{track: Product Viewed, p: 0.5}``).
     """
 
-    page: Literal[
-        "home", "category", "product", "search", "cart", "checkout", "confirmation", "account", "content"
-    ] | None = None
+    page: (
+        Literal[
+            "home", "category", "product", "search", "cart", "checkout", "confirmation", "account", "content"
+        ]
+        | None
+    ) = None
     track: Name | None = None
     screen: Name | None = None
     identify: Name | None = None
@@ -535,9 +556,13 @@ _PRODUCT = {
 }
 
 
-def _spec(props: dict[str, str], source: Literal["client", "server"] = "client", description: str = "") -> EventSpec:
+def _spec(
+    props: dict[str, str], source: Literal["client", "server"] = "client", description: str = ""
+) -> EventSpec:
     return EventSpec(
-        properties={k: PropertySpec.model_validate(v) for k, v in props.items()}, source=source, description=description
+        properties={k: PropertySpec.model_validate(v) for k, v in props.items()},
+        source=source,
+        description=description,
     )
 
 
@@ -568,7 +593,13 @@ def default_events() -> dict[str, EventSpec]:
             description="A purchase; the suppression signal for cart and browse flows.",
         ),
         "Subscription Created": _spec(
-            {"subscription_id": "string", "plan": "string", "interval": "string", "price": "number", "currency": "string"},
+            {
+                "subscription_id": "string",
+                "plan": "string",
+                "interval": "string",
+                "price": "number",
+                "currency": "string",
+            },
             source="server",
         ),
         "Subscription Cancelled": _spec(
