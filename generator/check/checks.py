@@ -173,11 +173,14 @@ def duplicate_entries(ctx: CheckContext, out: Collector) -> None:
 
 @check
 def unaddressable_intent(ctx: CheckContext, out: Collector) -> None:
-    """Shoppers who performed a campaign trigger but could never be messaged (never identified)."""
+    """Shoppers who showed intent (an event-triggered campaign's trigger, e.g. a cart) but could never
+    be messaged: never identified, or their identify never reached the target. Behaviour triggers
+    (browsing) are interest, not intent, and are not counted."""
     ev = ctx.evidence
+    campaigns = ev.scenario.campaigns
     intent: dict[int, tuple[str, str]] = {}
     for exp in ev.truth:
-        if exp.shopper in intent:
+        if exp.shopper in intent or campaigns[exp.campaign].trigger.behavior is not None:
             continue
         lost_identity = exp.outcome is Outcome.SEND and exp.shopper not in ev.identified_shoppers
         if exp.reason == "unaddressable" or lost_identity:
