@@ -126,6 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grace", type=_duration_s, default=10.0, help="wind-down time after --duration")
     parser.add_argument("--presimulate", action="store_true", help="simulate shoppers before the test starts")
+    parser.add_argument(
+        "--request-log", action="store_true", help="one NDJSON row per request in locust/requests.ndjson*"
+    )
     parser.add_argument("--send-oversize", action="store_true", help="send requests above documented limits")
     parser.add_argument("--credentials-file", type=Path, metavar="FILE", help="KEY=VALUE credentials file")
     parser.add_argument("--allow-production", action="store_true", help="allow Customer.io production hosts")
@@ -257,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
             grace_s=args.grace,
             send_oversize=args.send_oversize,
             presimulate=args.presimulate,
+            request_log=args.request_log,
             credentials_file=args.credentials_file.resolve() if args.credentials_file else None,
             workers=args.workers,
             master_host=args.master_host,

@@ -25,6 +25,7 @@ option                       environment                  meaning
 ``--send-oversize``          ``LOCUST_SEND_OVERSIZE``     send requests above the documented size limits
 ``--presimulate``            ``LOCUST_PRESIMULATE``       simulate the shard before the test starts
 ``--results-dir DIR``        ``LOCUST_RESULTS_DIR``       where the master writes ledger and lag stats
+``--request-log PATH``       ``LOCUST_REQUEST_LOG``       one NDJSON row per request (see RequestLog)
 ``--shard I/N``              ``LOCUST_SHARD``             force this worker's shard (default: assigned)
 ``--credentials-file PATH``  ``LOCUST_CREDENTIALS_FILE``  KEY=VALUE credentials (else CIO_* env vars)
 ===========================  ===========================  ===============================================
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import orjson
 from locust.env import Environment
 from locust.event import Events
 from locust.runners import LocalRunner, MasterRunner, Runner, WorkerRunner
@@ -86,6 +88,57 @@ def session_of(environment: Environment) -> LoadSession | None:
 def collector_of(environment: Environment) -> Collector | None:
     """The collector of this process (master or stand-alone; None elsewhere)."""
     return _COLLECTORS.get(environment)
+
+
+class RequestLog:
+    """One NDJSON row per request, written by each process that runs users (opt-in).
+
+    Row fields: ``t`` (epoch s, request start), ``name`` (the bounded request name), ``ms``
+    (response time, ms), ``status`` (HTTP status, 0 = no answer), ``ok`` (bool), ``error``
+    (failure text or ""), and from the request context ``event_id`` (first id carried),
+    ``shopper`` (k) and ``events`` (ids carried). The ledger says what happened to each event;
+    this file says what happened to each request.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._out = path.open("ab")
+        self._pending = 0
+
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float,
+        response_length: int,
+        response: Any = None,
+        context: dict[str, Any] | None = None,
+        exception: BaseException | None = None,
+        start_time: float | None = None,
+        **_kw: Any,
+    ) -> None:
+        ctx = context or {}
+        row = {
+            "t": start_time,
+            "name": name,
+            "ms": round(float(response_time or 0), 3),
+            "status": int(getattr(response, "status_code", 0) or 0),
+            "ok": exception is None,
+            "error": "" if exception is None else str(exception)[:200],
+            "event_id": ctx.get("event_id", ""),
+            "shopper": ctx.get("shopper"),
+            "events": ctx.get("events", 0),
+        }
+        self._out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+        self._pending += 1
+        if self._pending >= 200:
+            self._out.flush()
+            self._pending = 0
+
+    def close(self, **_kw: Any) -> None:
+        if not self._out.closed:
+            self._out.close()
 
 
 def add_arguments(parser: Any) -> None:
@@ -133,6 +186,12 @@ def add_arguments(parser: Any) -> None:
         help="simulate the whole shard before the test starts (generation never competes with sending)",
     )
     group.add_argument("--results-dir", env_var="LOCUST_RESULTS_DIR", default="", help="run directory")
+    group.add_argument(
+        "--request-log",
+        env_var="LOCUST_REQUEST_LOG",
+        default="",
+        help="write one NDJSON row per request to this path (+ '.<worker id>' on workers)",
+    )
     group.add_argument("--shard", env_var="LOCUST_SHARD", default="", help="force shard i/n")
     group.add_argument(
         "--credentials-file", env_var="LOCUST_CREDENTIALS_FILE", default="", include_in_web_ui=False
@@ -175,17 +234,22 @@ def _start_collector(environment: Environment, runner: Runner) -> None:
         expected = len(shard_map)
     else:
         expected = 1
-    if opts.results_dir:
-        run_dir = Path(opts.results_dir)
-    else:
-        from generator.runs import DEFAULT_RESULTS, new_run_dir, write_run_json
-
-        run_dir = new_run_dir(DEFAULT_RESULTS, scenario.name, seed, kind="load")
-        opts.results_dir = str(run_dir)
-        write_run_json(run_dir, scenario_path=opts.scenario, seed=seed, clock="wall", target=environment.host)
     old = _COLLECTORS.pop(environment, None)
     if old is not None:
         old.close()
+    if opts.results_dir and not getattr(opts, "shopsim_auto_results", False) and old is None:
+        run_dir = Path(opts.results_dir)
+    else:
+        # No --results-dir, or a second test in the same web UI session: a fresh run directory,
+        # so one ledger never mixes two tests.
+        from generator.runs import DEFAULT_RESULTS, new_run_dir, write_run_json
+
+        base = Path(opts.results_dir).parent if opts.results_dir else DEFAULT_RESULTS
+        run_dir = new_run_dir(base, scenario.name, seed, kind="load")
+        opts.results_dir = str(run_dir)
+        opts.shopsim_auto_results = True
+        clock = str(getattr(opts, "clock", "wall"))
+        write_run_json(run_dir, scenario_path=opts.scenario, seed=seed, clock=clock, target=environment.host)
 
     def all_done() -> None:
         if opts.headless:
@@ -311,6 +375,14 @@ def install(events: Events) -> None:
 
             runner.register_message(LEDGER, on_ledger)
             runner.register_message(DONE, on_done)
+        if _runs_users(runner) and environment.parsed_options and environment.parsed_options.request_log:
+            path = Path(environment.parsed_options.request_log)
+            if isinstance(runner, WorkerRunner):
+                path = path.with_name(f"{path.name}.{runner.client_id}")
+            request_log = RequestLog(path)
+            hooks_: Any = environment.events
+            hooks_.request.add_listener(request_log.on_request)
+            hooks_.quitting.add_listener(request_log.close)
         if _runs_users(runner):
 
             def on_stop(environment: Environment, msg: Any, **_kw: Any) -> None:

@@ -94,6 +94,7 @@ class LoadOptions:
     keep_timestamps: bool = False
     send_oversize: bool = False
     presimulate: bool = False
+    request_log: bool = False
     credentials_file: Path | None = None
     workers: int = 0
     master_host: str = "127.0.0.1"
@@ -171,6 +172,8 @@ def _shopsim_flags(opts: LoadOptions) -> list[str]:
         flags.append("--send-oversize")
     if opts.presimulate:
         flags.append("--presimulate")
+    if opts.request_log:
+        flags += ["--request-log", str(opts.locust_dir / "requests.ndjson")]
     if opts.credentials_file is not None:
         flags += ["--credentials-file", str(opts.credentials_file)]
     return flags
@@ -221,7 +224,12 @@ def locust_argv(opts: LoadOptions, *, role: str = "local", master_port: int | No
 
 
 def worker_argv(opts: LoadOptions, *, index: int, master_port: int | None = None) -> list[str]:
-    """The command line of one worker process (its shopsim options come from the master)."""
+    """The command line of one worker process (its shopsim options come from the master).
+
+    ``--request-log`` is given here too: the worker opens its log at init, before the master's
+    options arrive.
+    """
+    extra = ["--request-log", str(opts.locust_dir / "requests.ndjson")] if opts.request_log else []
     return [
         sys.executable,
         "-m",
@@ -237,6 +245,7 @@ def worker_argv(opts: LoadOptions, *, index: int, master_port: int | None = None
         str(opts.locust_dir / f"worker-{index}.log"),
         "--loglevel",
         opts.loglevel,
+        *extra,
     ]
 
 
