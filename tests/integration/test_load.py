@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.faulty_server import FaultyServer
+from tests.support.faulty_server import FaultyServer, Respond
 
 pytestmark = pytest.mark.slow
 
@@ -86,19 +86,18 @@ def test_headless_run_against_the_embedded_emulator_writes_stats_ledger_and_chec
 
 
 def test_a_small_pool_is_reported_as_late_starts(tmp_path):
-    proc, run_dir = shopsim_load(
-        tmp_path,
-        *("--shoppers", "30", "--speed", "5000", "--users", "1", "--seed", "3", "--late-ms", "20"),
-        *(
-            "--duration",
-            "4s",
-            "--grace",
-            "0.5s",
-            "--target",
-            "http://127.0.0.1:9",
-        ),  # refused: nothing listens
-        *("--retries", "0", "--no-default-thresholds", "--expect", "late_start_share <= 0.01"),
-    )
+    # One user against a target that takes 50 ms per request, 30 shoppers due within ~0.1 s:
+    # the user cannot keep up, so shoppers must start late (or never), and the report says so.
+    def slow(_incoming):
+        return Respond(delay=0.05)
+
+    with FaultyServer(slow) as server:
+        proc, run_dir = shopsim_load(
+            tmp_path,
+            *("--shoppers", "30", "--speed", "5000", "--users", "1", "--seed", "3", "--late-ms", "20"),
+            *("--duration", "4s", "--grace", "0.5s", "--target", server.url),
+            *("--no-default-thresholds", "--expect", "late_start_share <= 0.01"),
+        )
     assert proc.returncode == 1, proc.stderr
     lag = assert_reconciles(run_dir)
     assert lag["start_lag"]["late"] > 0 and lag["start_lag"]["late_share"] > 0.01
