@@ -97,7 +97,8 @@ def run_case(path: Path) -> tuple[list[tuple[str, str, str, int]], list[tuple[st
     for index, call in calls:
         if "merge" in call:
             merge = call["merge"]
-            produced += engine.merge(str(merge["primary"]), str(merge["secondary"]), t0 + offset_ms(call.get("at", 0)))
+            at = t0 + offset_ms(call.get("at", 0))
+            produced += engine.merge(str(merge["primary"]), str(merge["secondary"]), at)
             continue
         produced += engine.feed(delivery_for(call, t0, index))
     produced += list(engine.finish())
@@ -106,7 +107,10 @@ def run_case(path: Path) -> tuple[list[tuple[str, str, str, int]], list[tuple[st
         for e in produced
         if e.outcome is Outcome.SEND and e.send_ms is not None and e.send_ms <= end
     ]
-    expected = [(s["campaign"], str(s["person"]), str(s["trigger"]), offset_ms(s["at"])) for s in case.get("sends") or []]
+    expected = [
+        (s["campaign"], str(s["person"]), str(s["trigger"]), offset_ms(s["at"]))
+        for s in case.get("sends") or []
+    ]
     return expected, predicted
 
 
