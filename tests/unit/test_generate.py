@@ -163,3 +163,16 @@ def test_progress_bar_runs_on_a_stream(tmp_path):
         progress_to=stream,
     )
     assert stats.shoppers == 20 and stats.lines == len(lines(tmp_path / "a.ndjson"))
+
+
+def test_delivered_shards_union_to_the_whole_plan(tmp_path):
+    whole = lines(generate(tmp_path, "whole.ndjson", "--delivered", "--format", "track-v1"))
+    parts: list[bytes] = []
+    for i in range(2):
+        parts.extend(
+            lines(
+                generate(tmp_path, f"p{i}.ndjson", "--delivered", "--format", "track-v1", "--shard", f"{i}/2")
+            )
+        )
+    assert sorted(parts) == sorted(whole)
+    assert all(set(orjson.loads(raw)) == {"method", "path", "body", "shopsim"} for raw in whole)
