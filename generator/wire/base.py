@@ -180,6 +180,8 @@ def cut_batches(
     ``batch_limit``. An item above ``item_limit`` goes alone into a request marked oversize,
     in its place in the sequence, so nothing is reordered or silently dropped.
     """
+    if not items:
+        return []
     if max_items < 1:
         raise ValueError(f"max_items must be at least 1, got {max_items}")
     out: list[WireRequest] = []

@@ -287,3 +287,10 @@ def test_identify_without_user_id_uses_the_email():
     assert orjson.loads(encoder_for("track-v2").encode(event).body)["identifiers"] == {
         "email": "a b@example.com"
     }
+
+
+@pytest.mark.parametrize("api", ["track-v1", "track-v2", "pipelines", "browser"])
+def test_no_events_no_requests(api):
+    assert encoder_for(api).batches([], max_items=0) == []
+    with pytest.raises(ValueError, match="max_items"):
+        encoder_for("pipelines").batches([ev()], max_items=0)
