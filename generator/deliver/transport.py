@@ -143,7 +143,7 @@ class GeventTransport:
         from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
 
         try:
-            resp = self._client.request(method, self._prefix + path, body=body, headers=dict(headers))
+            resp = self._client.request(method, self._prefix + path, body=body, headers=headers)
             try:
                 data = resp.read()
             finally:
