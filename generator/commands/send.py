@@ -288,13 +288,13 @@ class _ProgressDisplay:
     def _update(self, counts: LedgerCounts) -> None:
         assert self._progress is not None and self._task is not None
         elapsed = max(time.monotonic() - self._started, 1e-9)
+        c = counts
         self._progress.update(
             self._task,
             description=(
-                f"{counts.settled:,} events · {counts.settled / elapsed:,.0f} ev/s · "
-                f"{counts.requests:,} requests · {counts.retries:,} retries · "
-                f"{counts.http_errors:,} HTTP errors · {counts.connection_errors:,} connection errors · "
-                f"{counts.rejected:,} rejected · {counts.given_up:,} given up"
+                f"{c.settled:,} events {c.settled / elapsed:,.0f}/s · {c.requests:,} req · "
+                f"{c.retries:,} retries · errors {c.http_errors:,} HTTP {c.connection_errors:,} conn · "
+                f"rejected {c.rejected:,} · given up {c.given_up:,}"
             ),
         )
 

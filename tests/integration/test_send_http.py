@@ -236,6 +236,21 @@ def test_cli_send_exit_1_when_events_are_rejected(tmp_path, no_cio_env, capsys):
     assert any("unauthorized" in r["reason"] for r in records)
 
 
+def test_cli_send_keep_timestamps_warns_about_the_72_hour_rule(tmp_path, no_cio_env, capsys):
+    # minimal.yaml starts 2026-11-02: older than 72 h on any later day, so the warning applies.
+    with FaultyServer() as server:
+        code = cli_main(
+            ["send", str(MINIMAL), "--target", server.url, "--shoppers", "5", "--keep-timestamps",
+             "--results", str(tmp_path)]
+        )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0
+    assert out.err.count("older than 72 h") == 1
+    summary = orjson.loads((_run_dir(tmp_path) / "delivery.json").read_bytes())
+    assert summary["stale_timestamps"] == summary["acknowledged"] > 0
+    assert "cannot trigger campaigns" in out.out
+
+
 def test_cli_send_virtual_clock_stamps_every_request(tmp_path, no_cio_env, capsys):
     with FaultyServer() as server:
         code = cli_main(
