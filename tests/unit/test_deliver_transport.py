@@ -19,6 +19,12 @@ def test_function_transport_records_and_answers():
     assert transport.closed
 
 
+def test_response_header_lookup_ignores_case():
+    assert Response(200, {"Retry-After": "3"}).header("retry-after") == "3"
+    assert Response(200, {"retry-after": "4"}).header("Retry-After") == "4"
+    assert Response(200, {}).header("retry-after") is None
+
+
 def test_function_transport_records_failed_attempts():
     def boom(_req):
         raise TransportError("reset")
