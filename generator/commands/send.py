@@ -87,6 +87,12 @@ def _duration_ms(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``shopsim send``."""
+    parser.epilog = (
+        "Credentials: CIO_SITE_ID + CIO_API_KEY (track-v1, track-v2) or CIO_PIPELINES_KEY "
+        "(pipelines, browser) from the environment or --credentials-file; a loopback target falls "
+        "back to the emulator's local keys. Exit status: 0 all delivered (or dropped by an intended "
+        "fault), 1 some events rejected or given up (see ledger.ndjson), 2 bad input, 130 interrupted."
+    )
     parser.add_argument("scenario", type=Path, help="scenario YAML file")
     parser.add_argument(
         "--target",
@@ -169,6 +175,13 @@ def run(args: argparse.Namespace) -> int:
     creds = resolve_credentials(args.api, target, file=args.credentials_file)
     encoder = encoder_for(args.api, creds=creds)
     encoder.auth_headers(creds)  # fail on a missing key before any file is written
+    if args.clock == "virtual" and not target_is_loopback(target):
+        print(
+            "shopsim send: note: --clock virtual stamps requests with X-Shopsim-Clock, which only the "
+            "shopsim emulator reads; a real endpoint receives the events as fast as it answers, with "
+            "their original timestamps",
+            file=sys.stderr,
+        )
 
     scenario = load_scenario(args.scenario)
     seed = resolve_seed(args.seed, scenario)
