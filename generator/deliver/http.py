@@ -412,6 +412,8 @@ def send_plan(
         raise DeliveryError(f"--concurrency must be at least 1, got {concurrency}")
     if batch_size < 1:
         raise DeliveryError(f"--batch-size must be at least 1, got {batch_size}")
+    if batch_window_ms < 0:
+        raise DeliveryError(f"--batch-window must not be negative, got {batch_window_ms} ms")
     if speed is not None and not speed > 0:
         raise DeliveryError(f"--speed must be positive, got {speed}")
     if rps is not None and not rps > 0:

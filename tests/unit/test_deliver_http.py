@@ -583,6 +583,7 @@ def test_unencodable_event_is_rejected_not_lost():
         ({"clock": "later"}, "--clock"),
         ({"concurrency": 0}, "--concurrency"),
         ({"batch_size": 0}, "--batch-size"),
+        ({"batch_window_ms": -1}, "--batch-window"),
         ({"speed": 0.0}, "--speed"),
         ({"rps": -1.0}, "--rps"),
     ],
