@@ -223,6 +223,24 @@ def test_cli_send_writes_a_balanced_ledger_and_no_credentials(tmp_path, no_cio_e
         assert secret not in out.out and secret not in out.err
 
 
+def test_cli_send_real_fault_plan_server_acknowledges_exactly_the_ledger(tmp_path, no_cio_env, capsys):
+    """A scenario with same-id retry duplicates and new-id double fires, through injected faults."""
+    storm = Path(__file__).parents[2] / "scenarios" / "add_to_cart_storm.yaml"
+    with FaultyServer(cli_chaos) as server:
+        code = cli_main(
+            ["send", str(storm), "--target", server.url, "--shoppers", "60", "--batch-size", "25",
+             "--max-attempts", "10", "--results", str(tmp_path)]
+        )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    records = list(read_ledger(_run_dir(tmp_path) / "ledger.ndjson"))
+    ledger_acked = Counter(r["event_id"] for r in records if r["state"] == "acknowledged")
+    assert ledger_acked == acknowledged_by_server(server)
+    duplicated = {r["event_id"] for r in records if "retry_duplicate" in r["faults"]}
+    assert duplicated  # the scenario really planned same-id retries
+    assert {i for i, n in ledger_acked.items() if n > 1} <= duplicated
+    assert all(ledger_acked[i] >= 2 for i in duplicated)
+
+
 def test_cli_send_exit_1_when_events_are_rejected(tmp_path, no_cio_env, capsys):
     with FaultyServer(lambda _i: Respond(401, b'{"meta":{"error":"unauthorized"}}')) as server:
         code = cli_main(
