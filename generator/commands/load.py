@@ -125,6 +125,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--retries", type=_non_negative_int, default=2, help="retries after 429/5xx/no answer"
     )
     parser.add_argument("--grace", type=_duration_s, default=10.0, help="wind-down time after --duration")
+    parser.add_argument(
+        "--tail",
+        default="auto",
+        help="simulated time to run on after the last shopper arrived "
+        "(default auto: longest campaign delay + 1m; 'none': until every shopper's last event)",
+    )
     parser.add_argument("--presimulate", action="store_true", help="simulate shoppers before the test starts")
     parser.add_argument(
         "--request-log", action="store_true", help="one NDJSON row per request in locust/requests.ndjson*"
@@ -258,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
             late_ms=args.late_ms,
             retries=args.retries,
             grace_s=args.grace,
+            tail=args.tail,
             send_oversize=args.send_oversize,
             presimulate=args.presimulate,
             request_log=args.request_log,

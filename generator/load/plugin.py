@@ -20,6 +20,7 @@ option                       environment                  meaning
 ``--late-ms MS``             ``LOCUST_LATE_MS``           a shopper starting later than this is late
 ``--late-share-max F``       ``LOCUST_LATE_SHARE_MAX``    above this share of late starts: "pool too small"
 ``--retries N``              ``LOCUST_RETRIES``           retries after 429/5xx/no answer
+``--tail D|auto|none``       ``LOCUST_TAIL``              simulated run-on after the last arrival
 ``--grace S``                ``LOCUST_GRACE``             seconds in-flight shoppers get after a stop
 ``--keep-timestamps``        ``LOCUST_KEEP_TIMESTAMPS``   send simulated timestamps unchanged
 ``--send-oversize``          ``LOCUST_SEND_OVERSIZE``     send requests above the documented size limits
@@ -173,6 +174,12 @@ def add_arguments(parser: Any) -> None:
         "--late-share-max", env_var="LOCUST_LATE_SHARE_MAX", type=float, default=0.01, help="late share limit"
     )
     group.add_argument("--retries", env_var="LOCUST_RETRIES", type=int, default=2, help="retries on 429/5xx")
+    group.add_argument(
+        "--tail",
+        env_var="LOCUST_TAIL",
+        default="auto",
+        help="simulated time to keep going after the last arrival (auto: longest campaign delay + 1m; none)",
+    )
     group.add_argument("--grace", env_var="LOCUST_GRACE", type=float, default=10.0, help="wind-down seconds")
     group.add_argument(
         "--keep-timestamps", env_var="LOCUST_KEEP_TIMESTAMPS", action="store_true", default=False
@@ -291,6 +298,8 @@ def _start_session(environment: Environment, runner: Runner) -> None:
     )
     origin = schedule_origin(scenario, seed=seed, shoppers=shoppers)
     config = SessionConfig(
+        tail_s=_tail_s(scenario, str(opts.tail), spec.speed),
+        grace_s=float(opts.grace),
         speed=spec.speed,
         clock=str(opts.clock),
         late_ms=float(opts.late_ms),
@@ -322,6 +331,22 @@ def _start_session(environment: Environment, runner: Runner) -> None:
     log.info(
         "shopsim: shard %d/%d, seed %d, api %s, speed %g", shard[0], shard[1], seed, opts.api, spec.speed
     )
+
+
+def _tail_s(scenario: Any, tail: str, speed: float) -> float | None:
+    """Wall seconds to keep going after the last arrival (``--tail``), or None for "until done".
+
+    ``auto``: the longest campaign delay plus a minute, simulated, so every cart that can still
+    be converted or exited before its message is decided gets the chance; later returning
+    sessions are cut (their sends are given up as "test ended").
+    """
+    text = tail.strip().lower()
+    if text in ("none", ""):
+        return None
+    if text == "auto":
+        longest = max((c.delay for c in scenario.campaigns.values()), default=0)
+        return (longest + 60_000) / speed / 1000.0
+    return parse_duration(text) / speed / 1000.0
 
 
 def _cooperatively(jobs: Iterator[ShopperJob]) -> list[ShopperJob]:

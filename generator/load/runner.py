@@ -91,6 +91,7 @@ class LoadOptions:
     late_share_max: float = 0.01
     retries: int = 2
     grace_s: float = 10.0
+    tail: str = "auto"
     keep_timestamps: bool = False
     send_oversize: bool = False
     presimulate: bool = False
@@ -161,6 +162,8 @@ def _shopsim_flags(opts: LoadOptions) -> list[str]:
         str(opts.retries),
         "--grace",
         repr(float(opts.grace_s)),
+        "--tail",
+        opts.tail,
         "--results-dir",
         str(opts.run_dir),
     ]

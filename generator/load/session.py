@@ -82,6 +82,11 @@ class SessionConfig:
     pool then only needs to cover requests in flight, and a resumption that finds no free user
     is measured as send lag (the open model holds within a shopper too)."""
     backoff_s: float = 0.05
+    tail_s: float | None = None
+    """After the last shopper was due, keep going this long (wall s), then stop (``grace_s``
+    given to in-flight shoppers). None: until every shopper's last send, however late (a
+    shopper coming back a week later keeps the test running a week / speed)."""
+    grace_s: float = 10.0
 
 
 @dataclass(slots=True)
@@ -228,6 +233,8 @@ class LoadSession:
             self.stop(0)
         finally:
             self.producing_done = True
+            if self.config.tail_s is not None and not self.stop_producing.is_set():
+                self._greenlets.append(gevent.spawn_later(self.config.tail_s, self.stop, self.config.grace_s))
             self._maybe_finish()
 
     def _flusher(self) -> None:

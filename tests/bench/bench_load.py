@@ -136,6 +136,7 @@ def _shopsim(tmp: Path, name: str, url: str, **overrides: Any) -> dict[str, floa
         clock="wall",
         presimulate=True,
         grace_s=1.0,
+        tail="none",  # measure draining the whole backlog, not a schedule cut short
         loglevel="WARNING",
         **overrides,
     )
@@ -209,7 +210,8 @@ install(locust.events)
 emulator = start_emulator(scenario=load_scenario(scenario_path), clock="virtual")
 opts = get_parser().parse_args([
     "--headless", "-u", str(users), "--host", emulator.url, "--scenario", scenario_path, "--seed", "7",
-    "--shoppers", shoppers, "--speed", "1e9", "--clock", "scaled", "--presimulate", "--results-dir", results,
+    "--shoppers", shoppers, "--speed", "1e9", "--clock", "scaled", "--presimulate", "--tail", "none",
+    "--results-dir", results,
 ])
 env = Environment(user_classes=[ShopperUser], events=locust.events, host=emulator.url, parsed_options=opts)
 runner = env.create_local_runner()
@@ -257,6 +259,7 @@ def _orchestration(tmp: Path) -> dict[str, Any]:
             clock="scaled",
             presimulate=True,
             grace_s=1.0,
+            tail="none",
             loglevel="WARNING",
         )
         run_locust(opts, timeout_s=600)
