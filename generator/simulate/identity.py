@@ -20,6 +20,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cache
 from itertools import accumulate
+from typing import NamedTuple
 
 from generator.scenario.model import Identity
 from generator.simulate.seeding import Stream, shopper_rng
@@ -92,9 +93,12 @@ def uuid_from_bits(a: int, b: int) -> str:
     return f"{h[0:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
-@dataclass(frozen=True, slots=True)
-class ShopperIdentity:
-    """The drawn identity of one shopper (before the walk decides when, if ever, they identify)."""
+class ShopperIdentity(NamedTuple):
+    """The drawn identity of one shopper (before the walk decides when, if ever, they identify).
+
+    A NamedTuple rather than a frozen dataclass: one is built per shopper on the hot path, and a
+    tuple is built ~10× faster.
+    """
 
     user_id: str
     email: str
