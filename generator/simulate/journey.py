@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from generator.errors import ScenarioError
 from generator.events import CallType, Event, Person, ShopperLife, Source
 from generator.scenario import model
 from generator.simulate.catalog import Catalog
@@ -328,6 +329,10 @@ class Compiled:
             )
             for returning in (False, True)
         }
+        if not any(self.journey_cum.values()):
+            raise ScenarioError(
+                f"scenario {scenario.name!r}: every journey has weight 0, so nobody can arrive"
+            )
 
     def _journey(self, name: str, journey: model.Journey) -> _Journey:
         names = list(journey.states)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.errors import ShopsimError
+from generator.errors import ScenarioError, ShopsimError
 from generator.events import CallType, Event, Source
 from generator.ids import ulid
 from generator.scenario import load_scenario
@@ -427,3 +427,9 @@ def test_demo_workspace_lands_on_realistic_rates():
     assert mobile > 0.5
     hourly = scenario.population.arrivals.hourly
     assert max(range(24), key=lambda h: hourly[h]) in (19, 20, 21, 22)
+
+
+def test_a_scenario_nobody_can_walk_is_a_readable_error(d2c):
+    journeys = {n: j.model_copy(update={"weight": 0.0}) for n, j in d2c.journeys.items()}
+    with pytest.raises(ScenarioError, match="weight 0"):
+        list(simulate(d2c.model_copy(update={"journeys": journeys}), seed=1, shoppers=1))
