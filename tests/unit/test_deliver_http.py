@@ -419,6 +419,16 @@ def test_wall_clock_with_speed_waits_for_due_times_and_scales_offsets():
         assert ts == start_wall_ms + i * 1000
 
 
+def test_restamp_changes_only_the_timestamp():
+    from dataclasses import replace
+
+    from generator.deliver.http import restamp
+
+    event = make_event(3, type=CallType.PAGE, name="Home", properties={"url": "https://shop.example.com/"})
+    assert restamp(event, 42) == replace(event, timestamp_ms=42)
+    assert restamp(event, 42).id == event.id and event.timestamp_ms != 42
+
+
 def test_keep_timestamps_sends_originals():
     plan = make_plan(3)
     _, transport, _, _ = send(plan, scripted(), clock="wall", keep_timestamps=True)
@@ -575,6 +585,35 @@ def test_unencodable_event_is_rejected_not_lost():
     ledger.close()
     (rejected,) = [orjson.loads(x) for x in out.getvalue().splitlines() if b'"rejected"' in x]
     assert rejected["event_id"] == bad.id and "not encodable" in rejected["reason"]
+
+
+def test_requests_are_matched_to_items_by_id_even_if_an_encoder_reorders():
+    plan = make_plan(6, retry_duplicates=[2])
+    inner = encoder_for("pipelines")
+
+    class Reversing:
+        api = "pipelines"
+        batching = True
+
+        def encode(self, event):
+            return inner.encode(event)
+
+        def batches(self, events, *, max_items=100):
+            return list(reversed(inner.batches(events, max_items=2)))
+
+        def auth_headers(self, creds):
+            return inner.auth_headers(creds)
+
+    out = io.BytesIO()
+    ledger = Ledger(stream=out)
+    transport = FunctionTransport(lambda req: Response(400, {}, b",".join(i.encode() for i in ids_in(req))))
+    counts = send_plan(plan, target="http://x", encoder=Reversing(), creds=LOCAL_DEFAULTS, ledger=ledger,
+                       transport=transport)  # fmt: skip
+    ledger.close()
+    assert counts.rejected == 7
+    for line in out.getvalue().splitlines():
+        record = orjson.loads(line)
+        assert record["event_id"] in record["reason"].split(",")  # settled with its own request's answer
 
 
 @pytest.mark.parametrize(
