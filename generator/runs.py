@@ -110,5 +110,5 @@ def _redacted_argv(argv: list[str]) -> list[str]:
                 out.append(arg)
                 hide_next = True
             continue
-        out.append(redact_url(arg) if "://" in arg else arg)
+        out.append((redact_url(arg) or arg) if "://" in arg else arg)
     return out
