@@ -432,6 +432,50 @@ class _Draws:
 class _Walk:
     """Mutable per-shopper state while walking (one instance per shopper, then dropped)."""
 
+    __slots__ = (
+        "anon",
+        "app",
+        "base_ctx",
+        "c",
+        "campaign",
+        "cart",
+        "cart_id",
+        "cart_total",
+        "checkout_id",
+        "client_source",
+        "coupon",
+        "created_ms",
+        "cross",
+        "ctx",
+        "d",
+        "dev",
+        "device_user",
+        "devices",
+        "events",
+        "first_source",
+        "ident",
+        "identified",
+        "journey",
+        "journey_name",
+        "k",
+        "known",
+        "landing",
+        "last_qty",
+        "now",
+        "order",
+        "page_vals",
+        "prev_url",
+        "product",
+        "product_key",
+        "returning",
+        "source",
+        "source_referrer",
+        "start_ms",
+        "subscription",
+        "used_devices",
+        "user_id",
+    )
+
     def __init__(self, c: Compiled, k: int, start_ms: int) -> None:
         self.c = c
         self.k = k
@@ -465,13 +509,13 @@ class _Walk:
         self.app = (first.is_app, second.is_app)
         self.start_ms = start_ms
         self.now = start_ms
-        self.dev = 0
         self.used_devices = [False, False]
         self.identified = [False, False]
         self.known = False
         self.created_ms = ident.created_ms
         self.events: list[Event] = []
         self.user_id = ident.user_id
+        self._use_device(0)
         # Session / page context.
         self.source = self.first_source
         self.source_referrer = c.source_referrer.get(self.source, "")
@@ -501,20 +545,19 @@ class _Walk:
     def _emit(
         self, kind: CallType, name: str, props: dict[str, Any], state: str, server: bool = False
     ) -> None:
-        dev = self.dev
         if server:
             source = _SERVER
             ctx: dict[str, Any] = SERVER_CONTEXT
             if self.known:
                 user_id, anon = self.user_id, None
             else:
-                user_id, anon = None, self.ident.anonymous_ids[dev]
+                user_id, anon = None, self.anon
         else:
-            source = _APP if self.app[dev] else _WEB
+            source = self.client_source
             ctx = self.ctx
-            anon = self.ident.anonymous_ids[dev]
-            user_id = self.user_id if self.identified[dev] else None
-            self.used_devices[dev] = True
+            anon = self.anon
+            user_id = self.device_user
+            self.used_devices[self.dev] = True
         ts = self.now
         events = self.events
         # 80 random bits for the ULID, straight from the buffer (two 64-bit words).
@@ -543,6 +586,13 @@ class _Walk:
             )
         )
 
+    def _use_device(self, dev: int) -> None:
+        """Switch to device ``dev`` (0 or 1) and cache what every event on it carries."""
+        self.dev = dev
+        self.anon = self.ident.anonymous_ids[dev]
+        self.client_source = _APP if self.app[dev] else _WEB
+        self.device_user = self.user_id if self.identified[dev] else None
+
     def _tick(self) -> None:
         self.now += _CALL_GAP_MIN_MS + int(self.d.u() * _CALL_GAP_SPAN_MS)
 
@@ -553,7 +603,7 @@ class _Walk:
         self.source = c.sources[_choose(c.source_cum, self.d.u())]
         self.source_referrer = c.source_referrer.get(self.source, "")
         if self.cross:
-            self.dev ^= 1
+            self._use_device(self.dev ^ 1)
         self.landing = True
         self.prev_url = ""
 
@@ -689,6 +739,7 @@ class _Walk:
             self.created_ms = self.now
         self.known = True
         self.identified[dev] = True
+        self.device_user = self.user_id
         ident = self.ident
         traits: dict[str, Any] = {
             "email": ident.email,
