@@ -16,7 +16,9 @@ Anonymous events use ``identifiers: {"anonymous_id": a}``. That is how Segment's
 person identifier (customerio.md §3 and §13: third-party / unconfirmed). Page names are URLs, as
 in v1 and as the Segment destination maps them (the v2 docs example uses a path; both are names).
 
-Limits: ≤ 32 KB per operation (and per ``/entity`` request), ≤ 500 KB per ``/batch`` request.
+Limits: ≤ 32 KB per operation (and per ``/entity`` request), ≤ 500 KB per ``/batch`` request;
+names as in v1 (``event`` ≤ 100 B, ``page``/``screen`` ≤ 2,000 B: track_v1.name_over_limit).
+An operation over a limit goes alone into a request marked oversize, in its place.
 Auth: Basic ``site_id:api_key`` (the same keys as v1).
 """
 
@@ -36,7 +38,7 @@ from generator.wire.base import (
     dumps,
     page_url,
 )
-from generator.wire.track_v1 import TrackV1Encoder
+from generator.wire.track_v1 import TrackV1Encoder, name_over_limit
 
 ENTITY_PATH = "/api/v2/entity"
 BATCH_PATH = "/api/v2/batch"
@@ -73,6 +75,11 @@ def operation(event: Event) -> dict[str, Any]:
     }
 
 
+def _name_over_limit(op: dict[str, Any]) -> bool:
+    name = op.get("name")
+    return isinstance(name, str) and name_over_limit(name, op["action"])
+
+
 class TrackV2Encoder:
     """Track API v2: ``encode`` → ``/api/v2/entity``; ``batches`` → ``/api/v2/batch``."""
 
@@ -80,11 +87,34 @@ class TrackV2Encoder:
     batching: bool = True
 
     def encode(self, event: Event) -> WireRequest:
-        body = dumps(operation(event))
-        return WireRequest("POST", ENTITY_PATH, body, JSON_CONTENT, (event.id,), len(body) > ITEM_LIMIT_BYTES)
+        op = operation(event)
+        body = dumps(op)
+        oversize = len(body) > ITEM_LIMIT_BYTES or _name_over_limit(op)
+        return WireRequest("POST", ENTITY_PATH, body, JSON_CONTENT, (event.id,), oversize)
 
     def batches(self, events: Sequence[Event], *, max_items: int = 100) -> list[WireRequest]:
-        items = [(event.id, dumps(operation(event))) for event in events]
+        # cut_batches isolates items over the byte limit; an item whose name is over the name
+        # limit is isolated here the same way, so its batch mates are still sendable.
+        out: list[WireRequest] = []
+        run: list[tuple[str, bytes]] = []
+        for event in events:
+            op = operation(event)
+            item = dumps(op)
+            if _name_over_limit(op):
+                out.extend(self._cut(run, max_items))
+                run = []
+                out.append(
+                    WireRequest(
+                        "POST", BATCH_PATH, b'{"batch":[' + item + b"]}", JSON_CONTENT, (event.id,), True
+                    )
+                )
+            else:
+                run.append((event.id, item))
+        out.extend(self._cut(run, max_items))
+        return out
+
+    @staticmethod
+    def _cut(items: Sequence[tuple[str, bytes]], max_items: int) -> list[WireRequest]:
         return cut_batches(
             items,
             prefix=b'{"batch":[',

@@ -27,6 +27,7 @@ from generator.wire import (
 )
 from generator.wire.base import cut_batches, quote_path
 from generator.wire.pipelines import alias
+from generator.wire.track_v1 import EVENT_NAME_LIMIT_BYTES, PAGE_NAME_LIMIT_BYTES
 
 BATCHING = ("track-v2", "pipelines", "browser")
 
@@ -294,3 +295,55 @@ def test_no_events_no_requests(api):
     assert encoder_for(api).batches([], max_items=0) == []
     with pytest.raises(ValueError, match="max_items"):
         encoder_for("pipelines").batches([ev()], max_items=0)
+
+
+# --------------------------------------------------------------------------- name limits
+
+
+def _url(size: int) -> str:
+    """A page URL of exactly ``size`` bytes (the page name on Track v1/v2)."""
+    head = "https://shop.example.com/p/sku?utm_source=instagram&pad="
+    return head + "x" * (size - len(head))
+
+
+@pytest.mark.parametrize("api", ["track-v1", "track-v2"])
+def test_page_names_are_urls_with_a_2000_byte_limit_not_the_event_name_limit(api):
+    encoder = encoder_for(api)
+    for user_id in ("u1", None):
+        long_url = ev(type_=CallType.PAGE, user_id=user_id, properties={"url": _url(340)})
+        request = encoder.encode(long_url)
+        assert orjson.loads(request.body)["name"] == _url(340)
+        assert not request.oversize
+        assert not encoder.encode(
+            ev(type_=CallType.PAGE, user_id=user_id, properties={"url": _url(PAGE_NAME_LIMIT_BYTES)})
+        ).oversize
+        assert encoder.encode(
+            ev(type_=CallType.PAGE, user_id=user_id, properties={"url": _url(PAGE_NAME_LIMIT_BYTES + 1)})
+        ).oversize
+        screen = "S" * (PAGE_NAME_LIMIT_BYTES // 2 - 1) + "é"  # multi-byte: counted in bytes
+        assert not encoder.encode(ev(type_=CallType.SCREEN, user_id=user_id, name=screen)).oversize
+        assert encoder.encode(ev(type_=CallType.SCREEN, user_id=user_id, name=screen * 2 + "x")).oversize
+
+
+@pytest.mark.parametrize("api", ["track-v1", "track-v2"])
+def test_event_names_keep_the_documented_100_byte_limit(api):
+    encoder = encoder_for(api)
+    for user_id in ("u1", None):
+        assert not encoder.encode(ev(user_id=user_id, name="n" * EVENT_NAME_LIMIT_BYTES)).oversize
+        assert encoder.encode(ev(user_id=user_id, name="n" * (EVENT_NAME_LIMIT_BYTES + 1))).oversize
+        assert encoder.encode(ev(user_id=user_id, name="é" * (EVENT_NAME_LIMIT_BYTES // 2 + 1))).oversize
+
+
+def test_track_v2_batches_isolate_an_item_whose_name_is_over_the_limit():
+    events = [ev(i) for i in range(10)]
+    events.insert(4, ev(50, name="n" * (EVENT_NAME_LIMIT_BYTES + 1)))
+    events.insert(8, ev(51, type_=CallType.PAGE, properties={"url": _url(PAGE_NAME_LIMIT_BYTES + 1)}))
+    events.append(ev(52, type_=CallType.PAGE, properties={"url": _url(1500)}))  # long URL, fine
+    requests = encoder_for("track-v2").batches(events, max_items=3)
+    assert [i for r in requests for i in r.event_ids] == [e.id for e in events]
+    oversize = [r.event_ids for r in requests if r.oversize]
+    assert oversize == [(events[4].id,), (events[8].id,)]
+    for request in requests:
+        batch = orjson.loads(request.body)["batch"]
+        assert [item["id"] for item in batch] == list(request.event_ids)
+        assert len(batch) <= 3
