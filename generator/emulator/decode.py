@@ -4,10 +4,13 @@ Decoding is pure: it validates a body completely and returns the operations to a
 per-item problems, so the workspace never meets half-valid input (nothing is applied when a
 request is rejected). Rules and limits follow reference/customerio.md §2–4:
 
-- Track v1 (``/api/v1``): Unix-second timestamps, ``data`` ≤ 100,000 B, name ≤ 100 B,
-  identifiers ≤ 150 B, attribute names ≤ 150 B, values ≤ 1000 B, ≤ 300 attributes per call.
+- Track v1 (``/api/v1``): Unix-second timestamps, ``data`` ≤ 100,000 B, event name ≤ 100 B
+  (page/screen name ≤ 2,000 B), identifiers ≤ 150 B, attribute names ≤ 150 B, values ≤ 1000 B,
+  ≤ 300 attributes per call.
 - Track v2 (``/api/v2``): ``{type, identifiers, action, ...}`` operations, ``/entity`` ≤ 32 KB,
   ``/batch`` ≤ 500 KB with items ≤ 32 KB; invalid items are reported per ``batch_index``.
+  ``identifiers: {"anonymous_id": a}`` addresses an anonymous person for ``event``/``page``/
+  ``screen`` only (Segment-style, unconfirmed: see ``V2_ANONYMOUS_ACTIONS``).
 - Pipelines (``/v1``): Segment-spec messages with ISO-8601 timestamps; a call ≤ 32 KB, a batch
   ≤ 500 KB with items ≤ 32 KB; invalid or oversize items are dropped (permissive) or reject
   the request (strict).
@@ -32,6 +35,14 @@ Ident = tuple[str, str]
 
 TRACK_EVENT_DATA_LIMIT = 100_000
 NAME_LIMIT = 100
+"""The documented event-name limit (customerio.md §2.8), for ``type: event`` / Pipelines ``track``."""
+# A page view's name is its URL (customerio.md §2.5), and URLs with utm_* queries pass 100 bytes
+# routinely; §2.8's 100 B is the *event name* row and the docs give no page/screen name limit.
+# Our choice, unconfirmed (customerio.md §13 lists what the docs leave open): 2,000 B, a common
+# practical URL ceiling, for page and screen names on every API. The wire encoders flag the same
+# value as oversize (generator/wire/track_v1.py PAGE_NAME_LIMIT_BYTES; the emulator never imports
+# wire, so each side defines it): change both together.
+PAGE_NAME_LIMIT = 2_000
 ID_LIMIT = 150
 ATTR_NAME_LIMIT = 150
 ATTR_VALUE_LIMIT = 1000
@@ -344,10 +355,10 @@ def track_v1_event(identifier: str | None, body: Mapping[str, Any]) -> EventOp:
     """``POST /api/v1/customers/{identifier}/events`` or anonymous ``POST /api/v1/events``."""
     who = path_identifier(identifier) if identifier is not None else None
     try:
-        name = _str_field(body, "name", required=True, limit=NAME_LIMIT, allow_number=True)
-        assert name is not None
         kind = body.get("type")
         kind = kind if kind in ("page", "screen") else "event"
+        name = _str_field(body, "name", required=True, limit=_name_limit(kind), allow_number=True)
+        assert name is not None
         event_id = _str_field(body, "id", required=False, limit=ID_LIMIT, allow_number=True)
         timestamp = _unix_seconds(body.get("timestamp"), "timestamp")
         data = _object_field(body, "data")
@@ -372,9 +383,21 @@ def track_v1_event(identifier: str | None, body: Mapping[str, Any]) -> EventOp:
     )
 
 
+def _name_limit(kind: str) -> int:
+    """The byte limit on the name of an ``event`` | ``page`` | ``screen`` call."""
+    return NAME_LIMIT if kind == "event" else PAGE_NAME_LIMIT
+
+
 def _one_identifier(obj: Any, key: str, *, allow_phone: bool = False) -> Ident:
     if not isinstance(obj, dict):
         raise ItemError(f"'{key}' must be an object with one of id, email, cio_id", field=key, reason="type")
+    if "anonymous_id" in obj:
+        raise ItemError(
+            f"'{key}.anonymous_id' cannot identify a person here: '{key}' needs exactly one of id, "
+            "email or cio_id",
+            field=f"{key}.anonymous_id",
+            reason="identifiers",
+        )
     kinds = ("id", "email", "cio_id", "phone") if allow_phone else ("id", "email", "cio_id")
     given = [(k, obj[k]) for k in kinds if obj.get(k) not in (None, "")]
     if len(given) != 1 or len(obj) != 1:
@@ -437,6 +460,9 @@ def track_v2_item(item: Any) -> Op:
             primary=_one_identifier(item.get("primary"), "primary"),
             secondary=_one_identifier(item.get("secondary"), "secondary"),
         )
+    anonymous_id = _v2_anonymous_identifier(item.get("identifiers"), action)
+    if anonymous_id is not None:
+        return _v2_event(item, action, None, anonymous_id)
     who = _one_identifier(item.get("identifiers"), "identifiers", allow_phone=True)
     if action == "identify":
         attributes = dict(_object_field(item, "attributes"))
@@ -464,26 +490,8 @@ def track_v2_item(item: Any) -> Op:
             attr_timestamp_ms=stamp,
             update_only=update_only,
         )
-    if action in ("event", "page", "screen"):
-        name = _str_field(item, "name", required=True, limit=NAME_LIMIT, allow_number=True)
-        assert name is not None
-        attributes = _object_field(item, "attributes")
-        if _size(attributes) > TRACK_EVENT_DATA_LIMIT:
-            raise ItemError(
-                f"event attributes larger than {TRACK_EVENT_DATA_LIMIT} bytes",
-                field="attributes",
-                reason="too_large",
-            )
-        return EventOp(
-            event_id=_str_field(item, "id", required=False, limit=ID_LIMIT, allow_number=True),
-            name=name.strip(),
-            type=action,
-            who=who,
-            anonymous_id=None,
-            timestamp_ms=_unix_seconds(item.get("timestamp"), "timestamp"),
-            properties=attributes,
-            api="track-v2",
-        )
+    if action in V2_ANONYMOUS_ACTIONS:
+        return _v2_event(item, action, who, None)
     if action == "delete":
         return DeleteOp(who=who)
     if action in ("suppress", "unsuppress"):
@@ -491,6 +499,71 @@ def track_v2_item(item: Any) -> Op:
     if action in ("add_relationships", "delete_relationships", "add_device", "delete_device"):
         return NoOp(action)
     raise ItemError(f"unknown person action {action!r}", field="action", reason="action")
+
+
+# Person actions that may address an anonymous person as ``identifiers: {"anonymous_id": a}``.
+# Segment's Customer.io (Actions) destination sends anonymous events this way; Customer.io's own
+# v2 schema lists only id/email/phone/cio_id (customerio.md §3; §13 lists it as unconfirmed). We
+# accept it so a Segment-style sender works, and store the event exactly like Track v1's
+# anonymous ``POST /api/v1/events``: pending under its anonymous id until an identify carrying
+# that id (v2: ``attributes.anonymous_id``) merges it. Every other action needs a real person.
+V2_ANONYMOUS_ACTIONS = ("event", "page", "screen")
+
+
+def _v2_anonymous_identifier(identifiers: Any, action: str) -> str | None:
+    """The anonymous id when ``identifiers`` is ``{"anonymous_id": a}`` (None when it names no
+    anonymous id); an anonymous id where it cannot apply is an item error."""
+    if not isinstance(identifiers, dict) or "anonymous_id" not in identifiers:
+        return None
+    if action not in V2_ANONYMOUS_ACTIONS:
+        hint = (
+            " (put the anonymous id in attributes.anonymous_id to merge it)" if action == "identify" else ""
+        )
+        raise ItemError(
+            f"'identifiers.anonymous_id' only addresses event, page and screen actions; "
+            f"{action!r} needs exactly one of id, email or cio_id{hint}",
+            field="identifiers.anonymous_id",
+            reason="identifiers",
+        )
+    if len(identifiers) != 1:
+        raise ItemError(
+            "'identifiers' needs exactly one of id, email, cio_id or anonymous_id",
+            field="identifiers",
+            reason="identifiers",
+        )
+    try:
+        value = _str_field(identifiers, "anonymous_id", required=True, limit=ID_LIMIT, allow_number=True)
+    except ItemError as exc:
+        raise ItemError(
+            exc.message.replace("'anonymous_id'", "'identifiers.anonymous_id'"),
+            field="identifiers.anonymous_id",
+            reason=exc.reason,
+        ) from None
+    assert value is not None
+    return value
+
+
+def _v2_event(item: Mapping[str, Any], action: str, who: Ident | None, anonymous_id: str | None) -> EventOp:
+    """A v2 ``event``/``page``/``screen`` operation for a person (``who``) or an anonymous id."""
+    name = _str_field(item, "name", required=True, limit=_name_limit(action), allow_number=True)
+    assert name is not None
+    attributes = _object_field(item, "attributes")
+    if _size(attributes) > TRACK_EVENT_DATA_LIMIT:
+        raise ItemError(
+            f"event attributes larger than {TRACK_EVENT_DATA_LIMIT} bytes",
+            field="attributes",
+            reason="too_large",
+        )
+    return EventOp(
+        event_id=_str_field(item, "id", required=False, limit=ID_LIMIT, allow_number=True),
+        name=name.strip(),
+        type=action,
+        who=who,
+        anonymous_id=anonymous_id,
+        timestamp_ms=_unix_seconds(item.get("timestamp"), "timestamp"),
+        properties=attributes,
+        api="track-v2",
+    )
 
 
 def track_v2_batch(body: Mapping[str, Any], *, raw_size: int) -> Decoded:
@@ -596,8 +669,8 @@ def pipelines_message(msg: Any, kind: str | None, *, shared_context: Mapping[str
             or _text(properties.get("url"))
             or ""
         )
-        if len(name.encode()) > NAME_LIMIT * 20:
-            raise ItemError("'name' is too long", field="name", reason="too_long")
+        if len(name.encode()) > PAGE_NAME_LIMIT:
+            raise ItemError(f"'name' is longer than {PAGE_NAME_LIMIT} bytes", field="name", reason="too_long")
         event_type = kind
     who_event: Ident | None = None
     if user_id is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.emulator.decode import PAGE_NAME_LIMIT
 from generator.emulator.server_faults import ServerFaults, parse_latency
 from generator.emulator.webhooks import payload, sign, verify
 from tests.unit.test_emulator_support import (
@@ -798,3 +799,148 @@ def test_the_emulator_never_imports_the_other_side() -> None:
                 names = [node.module]
             for name in names:
                 assert not name.startswith(FORBIDDEN), f"{path.name} imports {name}"
+
+
+# --------------------------------------------------------------------------- name limits, v2 anonymous ids
+
+
+def _long_url(size: int) -> str:
+    head = "https://shop.example.com/p/sku?utm_source=instagram&pad="
+    return head + "x" * (size - len(head))
+
+
+def test_track_v1_page_and_screen_names_are_urls_up_to_2000_bytes() -> None:
+    app = make_app()
+    for n, url in enumerate((_long_url(340), _long_url(PAGE_NAME_LIMIT))):
+        status, _ = _event(app, "u1", url, type="page", id=f"P{n}")
+        assert status == 200
+        status, _, _ = call(
+            app, "POST", "/api/v1/events", {"name": url, "type": "page", "anonymous_id": "a1", "id": f"A{n}"}
+        )
+        assert status == 200
+    assert _event(app, "u1", "S" * 500, type="screen", id="S1")[0] == 200
+    status, body = _event(app, "u1", _long_url(PAGE_NAME_LIMIT + 1), type="page", id="P9")
+    assert status == 400 and "longer than 2000 bytes" in body["meta"]["errors"][0]
+    # the documented 100-byte limit still holds for events, including unknown types (= event)
+    for kind in ("event", "view"):
+        status, body = _event(app, "u1", "n" * 101, type=kind, id=f"E-{kind}")
+        assert status == 400 and "longer than 100 bytes" in body["meta"]["errors"][0]
+    pages = [(e["event_id"], e["type"], len(e["name"])) for e in of_kind(export(app), "event")]
+    assert pages == [
+        ("P0", "page", 340),
+        ("A0", "page", 340),
+        ("P1", "page", PAGE_NAME_LIMIT),
+        ("A1", "page", PAGE_NAME_LIMIT),
+        ("S1", "screen", 500),
+    ]
+
+
+def test_track_v2_page_names_up_to_2000_bytes_and_event_names_up_to_100() -> None:
+    app = make_app()
+
+    def op(action: str, name: str, event_id: str) -> dict:
+        return {"type": "person", "identifiers": {"id": "u1"}, "action": action, "name": name, "id": event_id}
+
+    batch = [
+        op("page", _long_url(PAGE_NAME_LIMIT), "P1"),
+        op("screen", "S" * 300, "S1"),
+        op("event", "n" * 100, "E1"),
+        op("event", "n" * 101, "E2"),
+        op("page", _long_url(PAGE_NAME_LIMIT + 1), "P2"),
+    ]
+    status, body, _ = call(app, "POST", "/api/v2/batch", {"batch": batch}, at=T0)
+    assert status == 207
+    assert [(e["batch_index"], e["field"], e["reason"]) for e in body["errors"]] == [
+        (3, "name", "too_long"),
+        (4, "name", "too_long"),
+    ]
+    assert [e["event_id"] for e in of_kind(export(app), "event")] == ["P1", "S1", "E1"]
+
+
+def _v2_anon(action: str, anonymous_id: str, event_id: str, name: str = "Product Viewed") -> dict:
+    return {
+        "type": "person",
+        "identifiers": {"anonymous_id": anonymous_id},
+        "action": action,
+        "name": name,
+        "id": event_id,
+        "timestamp": T0 // 1000,
+        "attributes": {"sku": "s1"},
+    }
+
+
+def test_track_v2_anonymous_id_identifies_events_that_merge_on_identify() -> None:
+    app = make_app()
+    batch = [
+        _v2_anon("page", "a1", "P1", name=_long_url(300)),
+        _v2_anon("event", "a1", "E1"),
+        _v2_anon("screen", "a1", "S1", name="Home"),
+    ]
+    status, body, _ = call(app, "POST", "/api/v2/batch", {"batch": batch}, at=T0)
+    assert (status, body) == (200, {})
+    events = of_kind(export(app), "event")
+    assert [(e["event_id"], e["type"], e["person"], e["anonymous_id"], e["outcome"]) for e in events] == [
+        ("P1", "page", None, "a1", "anonymous_pending"),
+        ("E1", "event", None, "a1", "anonymous_pending"),
+        ("S1", "screen", None, "a1", "anonymous_pending"),
+    ]
+    identify = {
+        "type": "person",
+        "identifiers": {"id": "u1"},
+        "action": "identify",
+        "attributes": {"email": "u1@example.com", "anonymous_id": "a1"},
+    }
+    assert call(app, "POST", "/api/v2/entity", identify, at=T0 + 60_000)[:2] == (200, {})
+    # within five minutes of the identify, a late anonymous event joins the person on arrival
+    late = _v2_anon("event", "a1", "E2")
+    assert call(app, "POST", "/api/v2/entity", late, at=T0 + 120_000)[:2] == (200, {})
+    # the same id again (any API) is a duplicate, as for Track v1
+    again = {"name": "Product Viewed", "anonymous_id": "a1", "id": "E1"}
+    assert call(app, "POST", "/api/v1/events", again, at=T0 + 130_000)[0] == 200
+    records = export(app)
+    (profile,) = of_kind(records, "profile")
+    assert (profile["id"], profile["email"], profile["anonymous_ids"]) == ("u1", "u1@example.com", ["a1"])
+    outcomes = [(e["event_id"], e["person"], e["outcome"]) for e in of_kind(records, "event")]
+    assert outcomes == [
+        ("P1", "u1", "merged_anonymous"),
+        ("E1", "u1", "merged_anonymous"),
+        ("S1", "u1", "merged_anonymous"),
+        ("E2", "u1", "merged_anonymous"),
+        ("E1", None, "duplicate"),
+    ]
+
+
+def test_track_v2_anonymous_id_is_refused_where_it_cannot_apply() -> None:
+    app = make_app()
+    anon = {"anonymous_id": "a1"}
+    batch = [
+        {"type": "person", "identifiers": anon, "action": "identify", "attributes": {"email": "a@x.com"}},
+        {"type": "person", "identifiers": anon, "action": "delete"},
+        {"type": "person", "identifiers": anon, "action": "suppress"},
+        {"type": "person", "identifiers": anon, "action": "add_device", "device": {"token": "t"}},
+        {"type": "person", "action": "merge", "primary": anon, "secondary": {"id": "u2"}},
+        {"type": "person", "identifiers": {"anonymous_id": "a1", "id": "u1"}, "action": "event", "name": "X"},
+        {"type": "person", "identifiers": {"anonymous_id": ""}, "action": "event", "name": "X"},
+        {"type": "person", "identifiers": {"anonymous_id": "a" * 151}, "action": "page", "name": "X"},
+        _v2_anon("event", "a1", "OK1"),
+    ]
+    status, body, _ = call(app, "POST", "/api/v2/batch", {"batch": batch}, at=T0)
+    assert status == 207
+    errors = {e["batch_index"]: e for e in body["errors"]}
+    assert sorted(errors) == list(range(8))
+    for index in range(4):
+        assert errors[index]["field"] == "identifiers.anonymous_id"
+        assert "only addresses event, page and screen" in errors[index]["message"]
+    assert "attributes.anonymous_id" in errors[0]["message"]  # says how to merge it instead
+    assert errors[4]["field"] == "primary.anonymous_id"
+    assert "exactly one of id, email or cio_id" in errors[4]["message"]
+    assert errors[5]["field"] == "identifiers"
+    assert (errors[6]["field"], errors[6]["reason"]) == ("identifiers.anonymous_id", "required")
+    assert (errors[7]["field"], errors[7]["reason"]) == ("identifiers.anonymous_id", "too_long")
+    records = export(app)
+    assert of_kind(records, "profile") == []
+    assert [(e["event_id"], e["outcome"]) for e in of_kind(records, "event")] == [
+        ("OK1", "anonymous_pending")
+    ]
+    status, body, _ = call(app, "POST", "/api/v2/entity", batch[1], at=T0)
+    assert status == 400 and body["errors"][0]["field"] == "identifiers.anonymous_id"
