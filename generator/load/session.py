@@ -32,7 +32,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -384,7 +384,7 @@ class LoadSession:
     def _send(self, job: ShopperJob, planned: PlannedSend, send: SendFn) -> None:
         ledger = self.ledger
         arrival_ms = self.scaled_now_ms()
-        tokens = [ledger.plan(replace(d, arrival_ms=arrival_ms)) for d in planned.deliveries]
+        tokens = [ledger.plan(_arrived(d, arrival_ms)) for d in planned.deliveries]
         open_tokens = set(tokens)
 
         def settle(token: int, state: State, **kw: Any) -> None:
@@ -451,3 +451,19 @@ class LoadSession:
                             attempts=attempt,
                         )
                     break
+
+
+def _arrived(delivery: Delivery, arrival_ms: int) -> Delivery:
+    """``delivery`` as the ledger records it: with its actual arrival.
+
+    Built with the constructor because ``dataclasses.replace`` costs several times more on
+    this per-request path; the ledger reads only the fields copied here.
+    """
+    return Delivery(
+        event=delivery.event,
+        truth_id=delivery.truth_id,
+        arrival_ms=arrival_ms,
+        faults=delivery.faults,
+        dropped=delivery.dropped,
+        oversize=delivery.oversize,
+    )

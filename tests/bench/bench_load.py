@@ -8,6 +8,11 @@ absolute numbers are noisy, ratios less so).
 Runs are interleaved for ``ROUNDS`` rounds and the median ratio is reported, because the
 machine is shared; the sink is pinned to core 0 and single-process clients to core 1.
 
+Because wall-clock throughput on a shared VM swings by 2x between runs, the harness is also
+measured by *CPU per request*: the marginal CPU time of the Locust process between a small and
+a large run of the same client (start-up and import costs cancel out), with the shopper
+simulation's own CPU reported apart (SIM's cost, paid up front by ``--presimulate``).
+
 1. **Harness overhead.** ``shopsim load`` (one Locust process, ``--presimulate`` so the shopper
    simulation is done before the clock starts, ``--speed`` huge so every shopper is due at once)
    vs a bare ``FastHttpUser`` posting the *same* Pipelines bodies, same users, same duration:
@@ -118,9 +123,18 @@ def _locust_rps(locust_dir: Path) -> dict[str, float]:
     }
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process's waited-for children."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _shopsim(tmp: Path, name: str, url: str, **overrides: Any) -> dict[str, float]:
     from generator.load.runner import LoadOptions, run_locust
 
+    cpu_before = _children_cpu_s()
     run_dir = tmp / name
     opts = LoadOptions(
         scenario=SCENARIO,
@@ -132,7 +146,7 @@ def _shopsim(tmp: Path, name: str, url: str, **overrides: Any) -> dict[str, floa
         # No -t: the timer would also count the presimulation; the run ends when the shoppers do.
         duration_s=None,
         speed=1e9,
-        shoppers=SHOPPERS,
+        shoppers=overrides.pop("shoppers", SHOPPERS),
         clock="wall",
         presimulate=True,
         grace_s=1.0,
@@ -146,10 +160,12 @@ def _shopsim(tmp: Path, name: str, url: str, **overrides: Any) -> dict[str, floa
     figures["events"] = acknowledged
     figures["events_per_s"] = acknowledged / figures["s"] if figures["s"] else 0.0
     figures["exit_codes"] = list(outcome.exit_codes)  # type: ignore[assignment]
+    figures["cpu_s"] = _children_cpu_s() - cpu_before
     return figures
 
 
-def _bare(tmp: Path, url: str, bodies: Path, auth: str) -> dict[str, float]:
+def _bare(tmp: Path, url: str, bodies: Path, auth: str, duration_s: int = DURATION_S) -> dict[str, float]:
+    cpu_before = _children_cpu_s()
     tmp.mkdir(parents=True, exist_ok=True)
     locustfile = tmp / "bare_locustfile.py"
     locustfile.write_text(BARE_LOCUSTFILE)
@@ -167,7 +183,7 @@ def _bare(tmp: Path, url: str, bodies: Path, auth: str) -> dict[str, float]:
         "-r",
         str(USERS),
         "-t",
-        f"{DURATION_S}s",
+        f"{duration_s}s",
         "--host",
         url,
         "--json-file",
@@ -177,8 +193,35 @@ def _bare(tmp: Path, url: str, bodies: Path, auth: str) -> dict[str, float]:
         "WARNING",
     ]
     env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_AUTH": auth}
-    subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=DURATION_S + 120, check=False)
-    return _locust_rps(out)
+    subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=duration_s + 120, check=False)
+    figures = _locust_rps(out)
+    figures["cpu_s"] = _children_cpu_s() - cpu_before
+    return figures
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+def _simulation_us_per_delivery() -> float:
+    """CPU µs to simulate and fault-plan one delivery (what --presimulate spends per request)."""
+    from generator.load.source import JobSpec, schedule_origin, shopper_jobs
+    from generator.scenario.load import load_scenario
+
+    scenario = load_scenario(SCENARIO)
+    count = SHOPPERS - SHOPPERS // 5
+    origin = schedule_origin(scenario, seed=SEED, shoppers=count)
+    started = time.process_time()
+    jobs = list(shopper_jobs(scenario, JobSpec(seed=SEED + 1, shoppers=count, speed=1e9), origin_ms=origin))
+    spent = time.process_time() - started
+    deliveries = sum(job.planned for job in jobs)
+    return round(spent / deliveries * 1e6, 1) if deliveries else 0.0
+
+
+def _cpu_per_request(small: dict[str, float], large: dict[str, float]) -> float:
+    """Marginal CPU µs per request between two runs of one client (start-up costs cancel out)."""
+    requests = large["requests"] - small["requests"]
+    return round((large["cpu_s"] - small["cpu_s"]) / requests * 1e6, 1) if requests > 0 else 0.0
 
 
 @contextmanager
@@ -309,6 +352,24 @@ def run(out_dir: Path) -> dict[str, Any]:
                 rounds.append(
                     {"bare": bare, "shopsim": one, "batched": batched, "single": single, "workers2": two}
                 )
+            with _pinned(client_core):
+                # CPU per request (marginal, robust to other load on the machine): two sizes each.
+                bare_small = _bare(tmp / "cpu-small", url, bodies, auth, duration_s=2)
+                bare_large = _bare(tmp / "cpu-large", url, bodies, auth, duration_s=DURATION_S)
+                shop_small = _shopsim(tmp / "cpu", "small", url, shoppers=SHOPPERS // 5)
+                shop_large = _shopsim(tmp / "cpu", "large", url)
+            cpu = {
+                "bare_us_per_request": _cpu_per_request(bare_small, bare_large),
+                "shopsim_us_per_request": _cpu_per_request(shop_small, shop_large),
+                "simulation_us_per_request": _simulation_us_per_delivery(),
+            }
+            cpu["shopsim_without_simulation_us"] = round(
+                cpu["shopsim_us_per_request"] - cpu["simulation_us_per_request"], 1
+            )
+            cpu["harness_ratio_by_cpu"] = _ratio(cpu["bare_us_per_request"], cpu["shopsim_us_per_request"])
+            cpu["harness_ratio_by_cpu_without_simulation"] = _ratio(
+                cpu["bare_us_per_request"], cpu["shopsim_without_simulation_us"]
+            )
             orchestration = _orchestration(tmp)
         finally:
             sink.terminate()
@@ -331,6 +392,7 @@ def run(out_dir: Path) -> dict[str, Any]:
         "harness_ratio": _median(harness),
         "harness_ratios": harness,
         "harness_target": 0.9,
+        "cpu": cpu,
         "batching_events_ratio": _median(batching),
         "batching_events_ratios": batching,
         "workers_ratio": _median(workers),
