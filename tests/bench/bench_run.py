@@ -15,8 +15,11 @@ same as for a fresh simulation, and setup stays minutes shorter. Results: ``resu
 to compare machines and noisy neighbours).
 
 Environment knobs: ``SHOPSIM_BENCH_SHOPPERS`` (default 100000), ``SHOPSIM_BENCH_BASE`` (base
-shoppers for the checker, default 10000), ``SHOPSIM_BENCH_COPIES`` (copies for the large stream,
-default 16; the small one uses a tenth).
+shoppers for the checker, default 10000 ≈ 64k events), ``SHOPSIM_BENCH_COPIES`` (copies for the
+large stream, default 20 ≈ 1.3M events; the small one uses a tenth).
+
+The checker is timed under :func:`generator.pipeline.tuned_gc` (what ``shopsim run`` uses) and,
+for comparison, with CPython's default collector thresholds (``large_default_gc``).
 """
 
 from __future__ import annotations
@@ -208,15 +211,25 @@ def _time_checker(scenario: Any, lives: list[Any], plan: list[Any], lines: list[
 
 
 def bench_checker(base_shoppers: int, copies: int, results: Path) -> dict[str, Any]:
+    from generator.pipeline import tuned_gc
+
     scenario, lives, plan, lines, span = _base(base_shoppers, results)
-    small_copies = max(1, copies // 10)
-    small = _time_checker(scenario, *_replicate(lives, plan, lines, small_copies, span, base_shoppers))
-    large = _time_checker(scenario, *_replicate(lives, plan, lines, small_copies * 10, span, base_shoppers))
+    small_copies = max(1, round(copies / 10))
+    small_input = _replicate(lives, plan, lines, small_copies, span, base_shoppers)
+    with tuned_gc():
+        small = _time_checker(scenario, *small_input)
+    del small_input
+    large_input = _replicate(lives, plan, lines, small_copies * 10, span, base_shoppers)
+    with tuned_gc():
+        large = _time_checker(scenario, *large_input)
+    large_default = _time_checker(scenario, *large_input)
+    del large_input
     ratio_events = large["events"] / small["events"]
     ratio_time = large["total_cpu_s"] / max(small["total_cpu_s"], 1e-9)
     return {
         "small": small,
         "large": large,
+        "large_default_gc": {k: large_default[k] for k in ("total_cpu_s", "us_per_event")},
         "events_ratio": round(ratio_events, 2),
         "time_ratio": round(ratio_time, 2),
         "scaling_ok": ratio_time <= 1.1 * ratio_events,
@@ -228,7 +241,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     """Run both benchmarks and write ``out_dir/run.json``."""
     shoppers = int(os.environ.get("SHOPSIM_BENCH_SHOPPERS", "100000"))
     base = int(os.environ.get("SHOPSIM_BENCH_BASE", "10000"))
-    copies = int(os.environ.get("SHOPSIM_BENCH_COPIES", "16"))
+    copies = int(os.environ.get("SHOPSIM_BENCH_COPIES", "20"))
     scratch = out_dir / "run-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {"calibration_s": round(_calibrate(), 3)}
