@@ -249,4 +249,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     figures["run"] = bench_run(shoppers, scratch)
     figures["calibration_after_s"] = round(_calibrate(), 3)
     (out_dir / "run.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)  # hundreds of MB of run data nobody reads
     return figures
