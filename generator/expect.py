@@ -21,15 +21,24 @@ Two bases:
     carrying its anonymous id, or when it arrives up to 5 minutes after that identify); an event
     triggers only if associated within 72 h of its timestamp (``stale``); ``frequency`` limits
     entries; an ``exit_on`` event processed after the entry and before the send exits; the
-    send is due ``delay`` after the entry (= association time). Renamed events do not trigger
-    and retyped properties fail typed filters, simply because the rules see the delivered event.
+    send is due ``delay`` after the entry (= association time) and goes out only to a person with
+    an email who is not unsubscribed (else ``no_email`` / ``unsubscribed``: the platform drops it).
+    Merged anonymous events are processed at the identify's arrival, oldest timestamp first; an
+    anonymous id stays with the first person who merged it; ``merge_customers`` (golden cases
+    only: :meth:`DeliveredEngine.merge`) moves history and open entries, never triggering.
+    Renamed events do not trigger and retyped properties fail typed filters, simply because the
+    rules see the delivered event.
+
+In both bases only track events trigger, exit or count towards behaviour triggers (page and
+screen views never do), and a due send fires before anything processed at the same instant.
 
 Every (campaign, trigger event) that passes the name and property filters yields exactly one
 expectation: SEND with ``send_ms``, or NO_SEND with ``reason`` in ``purchased``, ``exited``,
 ``unaddressable`` (truth: not identified by the send time), ``anonymous`` (delivered: never
-associated with a person), ``stale`` (delivered: older than 72 h at association) or
-``frequency``. ``trigger_ms`` is the entry time: the event time (truth) or the association time
-(delivered). Expectations are yielded as they become final, not in any global order.
+associated with a person), ``stale`` (delivered: older than 72 h at association),
+``frequency``, ``no_email`` or ``unsubscribed`` (delivered). ``trigger_ms`` is the entry time:
+the event time (truth) or the association time (delivered). Expectations are yielded as they
+become final, not in any global order.
 """
 
 from __future__ import annotations
