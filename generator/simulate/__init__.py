@@ -20,7 +20,7 @@ from generator.errors import ShopsimError
 from generator.events import Event, ShopperLife
 from generator.scenario.model import Scenario
 from generator.simulate.arrivals import arrival_times
-from generator.simulate.journey import Compiled, walk
+from generator.simulate.journey import Compiled, ShopperStreams, walk
 from generator.simulate.seeding import fresh_seed
 
 log = logging.getLogger("shopsim")
@@ -43,9 +43,10 @@ def simulate_shoppers(
     """
     index, count = _check_shard(shard)
     compiled = Compiled(scenario, seed=seed)
+    streams = ShopperStreams(seed, step=count)  # this iterator's own: never shared
     for k, start_ms in enumerate(arrival_times(scenario, seed=seed, shoppers=shoppers)):
         if k % count == index:
-            yield walk(compiled, k, start_ms)
+            yield walk(compiled, k, start_ms, streams)
 
 
 def simulate(

@@ -23,7 +23,7 @@ from itertools import accumulate
 from typing import NamedTuple
 
 from generator.scenario.model import Identity
-from generator.simulate.seeding import Stream, shopper_rng
+from generator.simulate.seeding import Stream, shopper_uniforms, shopper_words
 
 _DAY_MS = 86_400_000
 _MASK48 = (1 << 48) - 1
@@ -114,13 +114,30 @@ class ShopperIdentity(NamedTuple):
     locale: str
 
 
+IDENTITY_UNIFORMS = 10
+IDENTITY_WORDS = 4
+"""How many uniforms and 64-bit words of the IDENTITY stream one identity takes."""
+
+
 def draw_identity(
-    spec: Identity, *, seed: int, shopper: int, start_ms: int, returning: bool
+    spec: Identity,
+    *,
+    seed: int,
+    shopper: int,
+    start_ms: int,
+    returning: bool,
+    draws: tuple[list[float], list[int]] | None = None,
 ) -> ShopperIdentity:
-    """Shopper ``shopper``'s identity, from their IDENTITY stream only."""
-    rng = shopper_rng(seed, shopper, Stream.IDENTITY)
-    u = rng.random(10).tolist()
-    raw = rng.bit_generator.random_raw(4).tolist()
+    """Shopper ``shopper``'s identity, from their IDENTITY stream only.
+
+    ``draws``: the stream's first :data:`IDENTITY_UNIFORMS` uniforms and :data:`IDENTITY_WORDS`
+    words when the caller batched them (``seeding.ShopperBlocks``); computed here otherwise.
+    """
+    if draws is None:
+        u = shopper_uniforms(seed, Stream.IDENTITY, (shopper,), 0, IDENTITY_UNIFORMS)[0]
+        raw = shopper_words(seed, Stream.IDENTITY, (shopper,), 0, IDENTITY_WORDS)[0]
+    else:
+        u, raw = draws
     names = _names()
     first_i = _pick(names.first_cum, u[0])
     last_i = _pick(names.last_cum, u[1])

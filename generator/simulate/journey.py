@@ -23,8 +23,9 @@ probability); from then on its client events carry both ``user_id`` and ``anonym
 Server events (tracking plan ``source: server``) carry only ``user_id`` once the person is
 known anywhere, else the anonymous id of the cart's device.
 
-Random numbers come from per-shopper buffers refilled in numpy blocks (one numpy call per 64
-uniforms), never one numpy call per draw: a numpy call costs more than the event it feeds.
+Random numbers come from per-shopper lists computed for hundreds of shoppers per numpy pass
+(:class:`ShopperStreams`), never one numpy call per draw or per shopper: a numpy call costs more
+than the event it feeds.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
-
-import numpy as np
 
 from generator.errors import ScenarioError
 from generator.events import CallType, Event, Person, ShopperLife, Source
@@ -48,8 +47,8 @@ from generator.simulate.context import (
     STATIC_PAGES,
     device_context,
 )
-from generator.simulate.identity import draw_identity
-from generator.simulate.seeding import Stream, shopper_rng
+from generator.simulate.identity import IDENTITY_UNIFORMS, IDENTITY_WORDS, draw_identity
+from generator.simulate.seeding import ShopperBlocks, Stream, shopper_uniforms, shopper_words
 
 SESSION_GAP_MS = 30 * 60 * 1000
 """A think at least this long starts a new session (IAB / GA inactivity timeout)."""
@@ -63,6 +62,13 @@ _WEB, _APP, _SERVER = Source.WEB, Source.APP, Source.SERVER
 _K_PAGE, _K_TRACK, _K_SCREEN, _K_IDENTIFY = (
     model.CallKind.PAGE, model.CallKind.TRACK, model.CallKind.SCREEN, model.CallKind.IDENTIFY,
 )  # fmt: skip
+
+_BEHAVIOUR = Stream.BEHAVIOUR
+_BEHAVIOUR_U = 48
+_BEHAVIOUR_W = 32
+"""Draws precomputed per shopper: a typical life takes ~25 uniforms and ~15 words (p99 ~45/~35)."""
+_REFILL = 16
+_TAU = 2.0 * math.pi
 
 # --------------------------------------------------------------------------- fast ULIDs
 
@@ -377,41 +383,56 @@ class Compiled:
 
 
 class _Draws:
-    """Uniforms, standard normals and raw 64-bit words drawn from one generator in blocks."""
+    """One shopper's BEHAVIOUR stream as plain Python lists: uniforms and raw 64-bit words.
 
-    __slots__ = ("_bits", "_bits_i", "_n", "_n_i", "_rng", "_u", "_u_i")
+    The first block of each comes precomputed for many shoppers at once
+    (:class:`ShopperStreams`); a long life continues the same stream past the block
+    (``seeding.shopper_uniforms`` / ``shopper_words`` at the next offset). Normals are
+    Box–Muller pairs of uniforms, in Python (``math``) so every platform rounds them alike.
+    """
 
-    def __init__(self, rng: np.random.Generator) -> None:
-        self._rng = rng
-        self._u: list[float] = rng.random(64).tolist()
+    __slots__ = ("_bits", "_bits_i", "_k", "_seed", "_spare", "_u", "_u_i")
+
+    def __init__(self, seed: int, k: int, uniforms: list[float], words: list[int]) -> None:
+        self._seed = seed
+        self._k = k
+        self._u = uniforms
         self._u_i = 0
-        self._n: list[float] = []
-        self._n_i = 0
-        self._bits: list[int] = []
+        self._bits = words
         self._bits_i = 0
+        self._spare: float | None = None
+
+    # Refills build new lists (never extend in place): the first block may be shared.
+    def _more_u(self) -> None:
+        self._u = self._u + shopper_uniforms(self._seed, _BEHAVIOUR, (self._k,), len(self._u), _REFILL)[0]
+
+    def _more_bits(self) -> None:
+        self._bits = (
+            self._bits + shopper_words(self._seed, _BEHAVIOUR, (self._k,), len(self._bits), _REFILL)[0]
+        )
 
     def u(self) -> float:
         i = self._u_i
-        if i >= 64:
-            self._u = self._rng.random(64).tolist()
-            i = 0
+        if i >= len(self._u):
+            self._more_u()
         self._u_i = i + 1
         return self._u[i]
 
     def z(self) -> float:
-        i = self._n_i
-        if i >= len(self._n):
-            self._n = self._rng.standard_normal(32).tolist()
-            i = 0
-        self._n_i = i + 1
-        return self._n[i]
+        spare = self._spare
+        if spare is not None:
+            self._spare = None
+            return spare
+        radius = math.sqrt(-2.0 * math.log(1.0 - self.u()))
+        angle = _TAU * self.u()
+        self._spare = radius * math.sin(angle)
+        return radius * math.cos(angle)
 
     def bits(self) -> int:
         """80 random bits (for a ULID)."""
         i = self._bits_i
-        if i >= len(self._bits):
-            self._bits = self._rng.bit_generator.random_raw(64).tolist()
-            i = 0
+        if i + 1 >= len(self._bits):
+            self._more_bits()
         self._bits_i = i + 2
         return (self._bits[i] << 16) | (self._bits[i + 1] & 0xFFFF)
 
@@ -476,10 +497,10 @@ class _Walk:
         "user_id",
     )
 
-    def __init__(self, c: Compiled, k: int, start_ms: int) -> None:
+    def __init__(self, c: Compiled, k: int, start_ms: int, streams: ShopperStreams) -> None:
         self.c = c
         self.k = k
-        d = self.d = _Draws(shopper_rng(c.seed, k, Stream.BEHAVIOUR))
+        d = self.d = _Draws(c.seed, k, *streams.behaviour.take(k))
         returning = d.u() < c.returning_share
         cum = c.journey_cum[returning]
         if not cum:  # no journey for this audience: the shopper is of the other kind
@@ -499,7 +520,12 @@ class _Walk:
         self.devices = (first, second)
         self.first_source = self.journey.source or c.sources[_choose(c.source_cum, d.u())]
         ident = self.ident = draw_identity(
-            c.scenario.identity, seed=c.seed, shopper=k, start_ms=start_ms, returning=returning
+            c.scenario.identity,
+            seed=c.seed,
+            shopper=k,
+            start_ms=start_ms,
+            returning=returning,
+            draws=streams.identity.take(k),
         )
         variant = int(d.u() * 12)  # user agent / handset model, per device
         self.base_ctx = (
@@ -563,9 +589,8 @@ class _Walk:
         # 80 random bits for the ULID, straight from the buffer (two 64-bit words).
         d = self.d
         i = d._bits_i
-        if i >= len(d._bits):
-            d._bits = d._rng.bit_generator.random_raw(64).tolist()
-            i = 0
+        if i + 1 >= len(d._bits):
+            d._more_bits()
         d._bits_i = i + 2
         bits = (d._bits[i] << 16) | (d._bits[i + 1] & 0xFFFF)
         events.append(
@@ -944,11 +969,32 @@ class _Walk:
         )
 
 
-def walk(compiled: Compiled, shopper: int, start_ms: int) -> ShopperLife:
-    """Shopper ``shopper``'s whole life, arriving at ``start_ms`` (depends only on seed and k)."""
-    w = _Walk(compiled, shopper, start_ms)
+class ShopperStreams:
+    """The BEHAVIOUR and IDENTITY draws of the shoppers one iterator walks, batched.
+
+    Owned by one iterator (``simulate_shoppers``) and asked for shoppers in its order
+    ``k, k + step, ...``; what it returns for shopper k depends only on ``(seed, k)``.
+    """
+
+    __slots__ = ("behaviour", "identity")
+
+    def __init__(self, seed: int, *, step: int = 1) -> None:
+        self.behaviour = ShopperBlocks(seed, _BEHAVIOUR, uniforms=_BEHAVIOUR_U, words=_BEHAVIOUR_W, step=step)
+        self.identity = ShopperBlocks(
+            seed, Stream.IDENTITY, uniforms=IDENTITY_UNIFORMS, words=IDENTITY_WORDS, step=step
+        )
+
+
+def walk(
+    compiled: Compiled, shopper: int, start_ms: int, streams: ShopperStreams | None = None
+) -> ShopperLife:
+    """Shopper ``shopper``'s whole life, arriving at ``start_ms`` (depends only on seed and k).
+
+    ``streams``: the calling iterator's batched draws (default: computed for this shopper alone).
+    """
+    w = _Walk(compiled, shopper, start_ms, streams or ShopperStreams(compiled.seed))
     w.run()
     return w.life()
 
 
-__all__ = ["SESSION_GAP_MS", "Compiled", "fast_ulid", "walk"]
+__all__ = ["SESSION_GAP_MS", "Compiled", "ShopperStreams", "fast_ulid", "walk"]
