@@ -58,6 +58,7 @@ SendFn = Callable[[WireRequest, str, Mapping[str, Any], Mapping[str, str]], Verd
 EmitFn = Callable[[str, dict[str, Any]], None]
 
 CLOCK_HEADER = "X-Shopsim-Clock"
+_MIN_WAIT_S = 0.0005
 ENDED_REASON = "load test ended before this send was due"
 OVERSIZE_REASON = "oversize: above the API's documented limit, not sent"
 
@@ -342,7 +343,9 @@ class LoadSession:
                     self._park(Turn(job, started + planned_send.offset_s, started, index), delay)
                     parked = True
                     break
-                if (delay > 0 and self.abort.wait(delay)) or self.abort.is_set():
+                # Waits under half a millisecond are below the hub's timer resolution: a timer and
+                # a switch per send would cost more than the wait itself.
+                if (delay > _MIN_WAIT_S and self.abort.wait(delay)) or self.abort.is_set():
                     break
                 if delay < 0:
                     self.send_lag.record(-delay * 1000.0)
