@@ -30,17 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser with one subparser per available command."""
     parser = argparse.ArgumentParser(
         prog="shopsim",
-        description="Realistic shopper event streams for load-testing and end-to-end checking retention pipelines.",
+        description=(
+            "Realistic shopper event streams for load-testing and end-to-end checking retention pipelines."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"shopsim {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"generator.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"generator.commands.{name}":
-                continue  # command not built (yet)
-            raise
+        module = importlib.import_module(f"generator.commands.{name}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)

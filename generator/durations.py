@@ -39,14 +39,15 @@ def parse_duration(value: object) -> int:
         total += float(match.group(1)) * _UNIT_MS[match.group(2)]
         pos = match.end()
     if pos != len(text):
-        raise ValueError(
-            f"expected a duration like '90s', '15m', '1h30m', '250ms' or '2d', got {value!r}"
-        )
+        raise ValueError(f"expected a duration like '90s', '15m', '1h30m', '250ms' or '2d', got {value!r}")
     return round(total)
 
 
 def format_duration(ms: int) -> str:
-    """Render integer milliseconds compactly (``5400000`` → ``"1h30m"``); inverse of :func:`parse_duration`."""
+    """Render integer milliseconds compactly (``5400000`` → ``"1h30m"``).
+
+    The inverse of :func:`parse_duration`.
+    """
     if ms == 0:
         return "0s"
     sign = "-" if ms < 0 else ""

@@ -4,8 +4,8 @@
 
     ShopsimError                 every error a user can cause or meet; the CLI prints it and exits 2
     ├── ScenarioError            a scenario file is invalid; carries every problem found (file:line:col)
-    ├── DeliveryError            events could not be delivered as configured (bad target, bad credentials file)
-    ├── TargetError              the target refused to be used (non-loopback without --target, production host)
+    ├── DeliveryError            events could not be delivered as configured (bad credentials file, ...)
+    ├── TargetError              the target may not be used (non-loopback, production host)
     └── CheckFailed              the final verdict of a run was "fail" (exit 1, not 2)
 
 Input errors say what to fix. Check findings are values in a CheckResult, not exceptions;

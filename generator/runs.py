@@ -87,7 +87,9 @@ def write_run_json(
     }
     if extra:
         record.update(extra)
-    (run_dir / "run.json").write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    (run_dir / "run.json").write_bytes(
+        orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    )
     return record
 
 

@@ -11,7 +11,14 @@ from generator.simulate.seeding import Stream, shopper_rng
 
 @pytest.mark.parametrize(
     ("text", "ms"),
-    [("250ms", 250), ("90s", 90_000), ("1h30m", 5_400_000), ("2d", 172_800_000), ("1.5s", 1500), (30, 30_000)],
+    [
+        ("250ms", 250),
+        ("90s", 90_000),
+        ("1h30m", 5_400_000),
+        ("2d", 172_800_000),
+        ("1.5s", 1500),
+        (30, 30_000),
+    ],
 )
 def test_parse_duration(text, ms):
     assert parse_duration(text) == ms
