@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any
 
 from generator.errors import ScenarioError
@@ -99,6 +100,18 @@ def fast_ulid(timestamp_ms: int, random80: int) -> str:
     )  # fmt: skip
 
 
+_TIME_HI: dict[int, str] = {}
+"""ULID characters 1–6 (the time's top 28 bits, ~17 min a value) already encoded."""
+
+
+def _time_hi(top: int) -> str:
+    if len(_TIME_HI) > 100_000:  # years of simulated time: keep memory flat
+        _TIME_HI.clear()
+    p = _PAIRS
+    found = _TIME_HI[top] = p[top >> 20] + p[(top >> 10) & 1023] + p[top & 1023]
+    return found
+
+
 # --------------------------------------------------------------------------- fast Event construction
 
 _EVENT_FIELDS = (
@@ -132,6 +145,17 @@ _EVENT_FIELDS = (
     _s_state,
 ) = (Event.__dict__[f].__set__ for f in _EVENT_FIELDS)
 _new = object.__new__
+_PERSON_FIELDS = (
+    "shopper", "user_id", "email", "first_name", "last_name", "phone", "created_ms", "returning",
+    "anonymous_ids", "attributes",
+)  # fmt: skip
+(
+    _p_shopper, _p_user, _p_email, _p_first, _p_last, _p_phone, _p_created, _p_returning, _p_anon, _p_attrs,
+) = (Person.__dict__[f].__set__ for f in _PERSON_FIELDS)  # fmt: skip
+_LIFE_FIELDS = ("person", "start_ms", "journey", "device", "traffic_source", "events")
+_l_person, _l_start, _l_journey, _l_device, _l_source, _l_events = (
+    ShopperLife.__dict__[f].__set__ for f in _LIFE_FIELDS
+)
 
 
 def _event(
@@ -382,59 +406,47 @@ class Compiled:
 # --------------------------------------------------------------------------- random buffers
 
 
-class _Draws:
-    """One shopper's BEHAVIOUR stream as plain Python lists: uniforms and raw 64-bit words.
+def _continued(fetch: Callable[..., list[list[Any]]], seed: int, k: int, start: int) -> Iterator[Any]:
+    """Shopper k's BEHAVIOUR sub-stream from draw ``start`` on, fetched :data:`_REFILL` at a time."""
+    while True:
+        yield from fetch(seed, _BEHAVIOUR, (k,), start, _REFILL)[0]
+        start += _REFILL
 
-    The first block of each comes precomputed for many shoppers at once
+
+class _Draws:
+    """One shopper's BEHAVIOUR stream: uniforms, 80-bit integers, normals.
+
+    The first block of uniforms and words comes precomputed for many shoppers at once
     (:class:`ShopperStreams`); a long life continues the same stream past the block
-    (``seeding.shopper_uniforms`` / ``shopper_words`` at the next offset). Normals are
+    (``seeding.shopper_uniforms`` / ``shopper_words`` at the next offset). ``u`` and the word
+    source are ``chain(...).__next__``: a C call per draw, no Python frame. Normals are
     Box–Muller pairs of uniforms, in Python (``math``) so every platform rounds them alike.
     """
 
-    __slots__ = ("_bits", "_bits_i", "_k", "_seed", "_spare", "_u", "_u_i")
+    __slots__ = ("_spare", "u", "word")
 
     def __init__(self, seed: int, k: int, uniforms: list[float], words: list[int]) -> None:
-        self._seed = seed
-        self._k = k
-        self._u = uniforms
-        self._u_i = 0
-        self._bits = words
-        self._bits_i = 0
+        self.u: Callable[[], float] = chain(
+            uniforms, _continued(shopper_uniforms, seed, k, len(uniforms))
+        ).__next__
+        self.word: Callable[[], int] = chain(words, _continued(shopper_words, seed, k, len(words))).__next__
         self._spare: float | None = None
-
-    # Refills build new lists (never extend in place): the first block may be shared.
-    def _more_u(self) -> None:
-        self._u = self._u + shopper_uniforms(self._seed, _BEHAVIOUR, (self._k,), len(self._u), _REFILL)[0]
-
-    def _more_bits(self) -> None:
-        self._bits = (
-            self._bits + shopper_words(self._seed, _BEHAVIOUR, (self._k,), len(self._bits), _REFILL)[0]
-        )
-
-    def u(self) -> float:
-        i = self._u_i
-        if i >= len(self._u):
-            self._more_u()
-        self._u_i = i + 1
-        return self._u[i]
 
     def z(self) -> float:
         spare = self._spare
         if spare is not None:
             self._spare = None
             return spare
-        radius = math.sqrt(-2.0 * math.log(1.0 - self.u()))
-        angle = _TAU * self.u()
+        u = self.u
+        radius = math.sqrt(-2.0 * math.log(1.0 - u()))
+        angle = _TAU * u()
         self._spare = radius * math.sin(angle)
         return radius * math.cos(angle)
 
     def bits(self) -> int:
-        """80 random bits (for a ULID)."""
-        i = self._bits_i
-        if i + 1 >= len(self._bits):
-            self._more_bits()
-        self._bits_i = i + 2
-        return (self._bits[i] << 16) | (self._bits[i + 1] & 0xFFFF)
+        """80 random bits (for a ULID or an order id): two words."""
+        word = self.word
+        return (word() << 16) | (word() & 0xFFFF)
 
     def think(self, sampler: Sampler) -> int:
         kind, a, b = sampler
@@ -493,6 +505,7 @@ class _Walk:
         "source_referrer",
         "start_ms",
         "subscription",
+        "u",
         "used_devices",
         "user_id",
     )
@@ -501,6 +514,7 @@ class _Walk:
         self.c = c
         self.k = k
         d = self.d = _Draws(c.seed, k, *streams.behaviour.take(k))
+        self.u = d.u
         returning = d.u() < c.returning_share
         cum = c.journey_cum[returning]
         if not cum:  # no journey for this audience: the shopper is of the other kind
@@ -586,30 +600,41 @@ class _Walk:
             self.used_devices[self.dev] = True
         ts = self.now
         events = self.events
-        # 80 random bits for the ULID, straight from the buffer (two 64-bit words).
-        d = self.d
-        i = d._bits_i
-        if i + 1 >= len(d._bits):
-            d._more_bits()
-        d._bits_i = i + 2
-        bits = (d._bits[i] << 16) | (d._bits[i + 1] & 0xFFFF)
-        events.append(
-            _event(
-                fast_ulid(ts, bits),
-                self.k,
-                len(events),
-                kind,
-                name,
-                ts,
-                user_id,
-                anon,
-                props,
-                ctx,
-                source,
-                self.journey_name,
-                state,
+        # The event id: fast_ulid(ts, 80 random bits) inlined. The 80 bits are word1's 64 and
+        # word2's low 16; encoded as two 40-bit halves (small ints), four 10-bit pairs each.
+        # The time's top 28 bits change every ~17 min: their 6 characters are cached.
+        word = self.d.word
+        w1 = word()
+        w2 = word()
+        hi = _TIME_HI.get(ts >> 20)
+        if hi is None:
+            hi = _time_hi(ts >> 20)
+        x = w1 >> 24
+        y = ((w1 & 0xFFFFFF) << 16) | (w2 & 0xFFFF)
+        p = _PAIRS
+        event_id = "".join(
+            (
+                hi, p[(ts >> 10) & 1023], p[ts & 1023],
+                p[x >> 30], p[(x >> 20) & 1023], p[(x >> 10) & 1023], p[x & 1023],
+                p[y >> 30], p[(y >> 20) & 1023], p[(y >> 10) & 1023], p[y & 1023],
             )
-        )
+        )  # fmt: skip
+        # Event(...) through its slot descriptors (see _event).
+        event: Event = _new(Event)
+        _s_id(event, event_id)
+        _s_shopper(event, self.k)
+        _s_seq(event, len(events))
+        _s_type(event, kind)
+        _s_name(event, name)
+        _s_ts(event, ts)
+        _s_user(event, user_id)
+        _s_anon(event, anon)
+        _s_props(event, props)
+        _s_ctx(event, ctx)
+        _s_source(event, source)
+        _s_journey(event, self.journey_name)
+        _s_state(event, state)
+        events.append(event)
 
     def _use_device(self, dev: int) -> None:
         """Switch to device ``dev`` (0 or 1) and cache what every event on it carries."""
@@ -619,13 +644,13 @@ class _Walk:
         self.device_user = self.user_id if self.identified[dev] else None
 
     def _tick(self) -> None:
-        self.now += _CALL_GAP_MIN_MS + int(self.d.u() * _CALL_GAP_SPAN_MS)
+        self.now += _CALL_GAP_MIN_MS + int(self.u() * _CALL_GAP_SPAN_MS)
 
     # ----------------------------------------------------------------- sessions and pages
 
     def new_session(self) -> None:
         c = self.c
-        self.source = c.sources[_choose(c.source_cum, self.d.u())]
+        self.source = c.sources[_choose(c.source_cum, self.u())]
         self.source_referrer = c.source_referrer.get(self.source, "")
         if self.cross:
             self._use_device(self.dev ^ 1)
@@ -658,9 +683,9 @@ class _Walk:
 
     def _pick_product(self) -> None:
         c = self.c
-        index = c.catalog.pick(self.d.u())
+        index = c.catalog.pick(self.u())
         variants = len(c.catalog.products[index].variant_ids)
-        variant = min(int(self.d.u() * variants), variants - 1)
+        variant = min(int(self.u() * variants), variants - 1)
         self.product_key = (index, variant)
         self.product = c.catalog.props(index, variant)
 
@@ -689,14 +714,14 @@ class _Walk:
             }
         elif kind == "category":
             categories = catalog.categories
-            if self.product is not None and self.d.u() < 0.5:
+            if self.product is not None and self.u() < 0.5:
                 category = self.product["category"]
             else:
-                category = categories[int(self.d.u() * len(categories)) % len(categories)]
+                category = categories[int(self.u() * len(categories)) % len(categories)]
             path, title = catalog.category_page(category)
             extra = {"category": category}
         elif kind == "search":
-            term = SEARCH_TERMS[int(self.d.u() * len(SEARCH_TERMS)) % len(SEARCH_TERMS)]
+            term = SEARCH_TERMS[int(self.u() * len(SEARCH_TERMS)) % len(SEARCH_TERMS)]
             search = "?q=" + term.replace(" ", "+")
             path, title = "/search", f"Search: {term}"
         else:
@@ -758,7 +783,7 @@ class _Walk:
         dev = self.dev
         if self.identified[dev]:
             return  # this device is already known: nothing new to tell the platform
-        if self.d.u() >= self.c.points.get(point, 0.0):
+        if self.u() >= self.c.points.get(point, 0.0):
             return
         if not self.known and not self.returning:
             self.created_ms = self.now
@@ -784,7 +809,7 @@ class _Walk:
             self._pick_product()
         if not self.cart_id:
             self.cart_id = self._hex_id("cart_")
-        qty = self.c.catalog.quantity(self.d.u())
+        qty = self.c.catalog.quantity(self.u())
         index, variant = self.product_key
         self.cart.append((index, variant, qty))
         self.last_qty = qty
@@ -890,12 +915,12 @@ class _Walk:
 
     def _subscription(self, name: str, vals: dict[str, Any]) -> None:
         if self.subscription is None or name == "Subscription Created":
-            plan, interval, price = SUBSCRIPTION_PLANS[int(self.d.u() * len(SUBSCRIPTION_PLANS)) % 3]
+            plan, interval, price = SUBSCRIPTION_PLANS[int(self.u() * len(SUBSCRIPTION_PLANS)) % 3]
             self.subscription = (self._hex_id("sub_"), plan, interval, price)
         sub_id, plan, interval, price = self.subscription
         vals.update({"subscription_id": sub_id, "plan": plan, "interval": interval, "price": price})
         if "Cancel" in name:
-            vals["reason"] = CANCEL_REASONS[int(self.d.u() * len(CANCEL_REASONS)) % len(CANCEL_REASONS)]
+            vals["reason"] = CANCEL_REASONS[int(self.u() * len(CANCEL_REASONS)) % len(CANCEL_REASONS)]
 
     # ----------------------------------------------------------------- the state machine
 
@@ -947,26 +972,26 @@ class _Walk:
         anonymous_ids = tuple(
             ident.anonymous_ids[i] for i in ((0, 1) if self.cross else (0,)) if self.used_devices[i]
         ) or (ident.anonymous_ids[0],)
-        person = Person(
-            shopper=self.k,
-            user_id=ident.user_id,
-            email=ident.email,
-            first_name=ident.first_name,
-            last_name=ident.last_name,
-            phone=ident.phone,
-            created_ms=self.created_ms,
-            returning=self.returning,
-            anonymous_ids=anonymous_ids,
-            attributes={"identified": self.known, "cross_device": self.cross},
-        )
-        return ShopperLife(
-            person=person,
-            start_ms=self.start_ms,
-            journey=self.journey.name,
-            device=self.devices[0].value,
-            traffic_source=self.first_source,
-            events=tuple(self.events),
-        )
+        # Person(...) and ShopperLife(...) through their slot descriptors, like _event.
+        person: Person = _new(Person)
+        _p_shopper(person, self.k)
+        _p_user(person, ident.user_id)
+        _p_email(person, ident.email)
+        _p_first(person, ident.first_name)
+        _p_last(person, ident.last_name)
+        _p_phone(person, ident.phone)
+        _p_created(person, self.created_ms)
+        _p_returning(person, self.returning)
+        _p_anon(person, anonymous_ids)
+        _p_attrs(person, {"identified": self.known, "cross_device": self.cross})
+        life: ShopperLife = _new(ShopperLife)
+        _l_person(life, person)
+        _l_start(life, self.start_ms)
+        _l_journey(life, self.journey.name)
+        _l_device(life, self.devices[0].value)
+        _l_source(life, self.first_source)
+        _l_events(life, tuple(self.events))
+        return life
 
 
 class ShopperStreams:
