@@ -341,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / "load.json").write_bytes(
         orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     )
-    _print(load, results if not embedded else [], skipped, passed, run_dir)
+    _print(load, results if not embedded else [], skipped, passed, run_dir, check)
     return 0 if passed else 1
 
 
@@ -413,7 +413,14 @@ def _evaluate_ingestion(
     return evaluate([t for t in thresholds if t not in skipped], values), skipped
 
 
-def _print(load: dict[str, Any], results: list[Any], skipped: list[Any], passed: bool, run_dir: Path) -> None:
+def _print(
+    load: dict[str, Any],
+    results: list[Any],
+    skipped: list[Any],
+    passed: bool,
+    run_dir: Path,
+    check: dict[str, Any],
+) -> None:
     out = sys.stdout
     m, lag, ledger = load["locust"], load["arrival_lag"], load["ledger"]
     print(
@@ -432,6 +439,12 @@ def _print(load: dict[str, Any], results: list[Any], skipped: list[Any], passed:
     not_due = load.get("deliveries_cut_by_end", 0)
     tail = f"  ({not_due} of them unsent only because the test ended)" if not_due else ""
     print("ledger: " + "  ".join(f"{k} {ledger.get(k, 0)}" for k in states) + tail, file=out)
+    if "shoppers_checked" in check:
+        print(
+            f"campaign check: {check['shoppers_checked']} shoppers replayed to the end "
+            f"({check['shoppers_left_out']} cut short by the end of the test left out)",
+            file=out,
+        )
     for r in results:
         actual = "n/a" if r.actual is None else f"{r.actual:g}"
         note = f"  ({r.note})" if r.note else ""

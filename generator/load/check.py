@@ -12,10 +12,11 @@ rebuilds the evidence deterministically instead (shopper k depends only on ``(se
    deliveries in actual arrival order, observations from the emulator's export;
 4. :func:`generator.check.run_checks` computes trigger recall, suppression violations, etc.
 
-Shoppers the schedule never started (the test ended first) are not part of the check; their
-later sends that never happened are "given up (load test ended)" in the ledger and count as
-not delivered. A target that is not the embedded emulator has no complete observer, so the
-campaign checks are skipped there and only the ingestion thresholds apply.
+Shoppers the schedule never started, and shoppers the end of the test cut short (some of
+their sends "given up: load test ended"), are not part of the check: their outcome cannot be
+judged, so their lives, deliveries and what the target did for them are left out (counted).
+A target that is not the embedded emulator has no complete observer, so the campaign checks
+are skipped there and only the ingestion thresholds apply.
 
 Checks, thresholds and reports are :func:`generator.pipeline.evaluate` — the very code of
 ``shopsim run`` — with the Locust metrics (``p95_ms``, ``error_rate``, arrival lag) joined as
@@ -26,16 +27,17 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from generator.check import Evidence
 from generator.deliver.ledger import read_ledger
-from generator.events import Delivery
+from generator.events import Delivery, Observation
+from generator.load.schedule import ENDED_REASON
 from generator.scenario.model import Scenario, Threshold
 
-__all__ = ["actual_deliveries", "check_load", "load_evidence"]
+__all__ = ["Exclusions", "actual_deliveries", "check_load", "load_evidence"]
 
 NOT_ARRIVED = {"rejected": "load:rejected", "given_up": "load:given_up"}
 
@@ -67,18 +69,43 @@ def actual_deliveries(
     return out
 
 
-def load_evidence(scenario: Scenario, *, seed: int, shoppers: int | None, ledger_path: Path) -> Evidence:
-    """Evidence for the shoppers the load test started, with deliveries as they really arrived."""
+@dataclass(slots=True)
+class Exclusions:
+    """Shoppers the campaign check leaves out: the test ended before their journey was replayed.
+
+    Their outcome cannot be judged (a purchase that was never sent because the test stopped is
+    not a platform failure), so their lives, deliveries and everything the target did for them
+    (matched by person id/email and by event id) stay out of the check. They are counted.
+    """
+
+    shoppers: set[int] = field(default_factory=set)
+    persons: set[str] = field(default_factory=set)
+    events: set[str] = field(default_factory=set)
+
+    def keeps(self, obs: Observation) -> bool:
+        """Whether an observation belongs to a shopper the check covers."""
+        return obs.person not in self.persons and obs.event_id not in self.events
+
+
+def load_evidence(
+    scenario: Scenario, *, seed: int, shoppers: int | None, ledger_path: Path
+) -> tuple[Evidence, Exclusions]:
+    """Evidence for the shoppers the load test replayed to the end, deliveries as they really arrived."""
     from generator.check import EvidenceBuilder
     from generator.faults import plan_deliveries
     from generator.simulate import simulate_shoppers
 
     by_shopper: dict[int, dict[str, deque[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(deque))
+    cut: set[int] = set()
     if ledger_path.is_file():
         for row in read_ledger(ledger_path):
-            by_shopper[int(str(row["shopper"]))][str(row["event_id"])].append(row)
+            k = int(str(row["shopper"]))
+            by_shopper[k][str(row["event_id"])].append(row)
+            if row.get("reason") == ENDED_REASON:
+                cut.add(k)
     started = set(by_shopper)
     builder = EvidenceBuilder(scenario)
+    excluded = Exclusions()
     deliveries: list[Delivery] = []
     last = max(started, default=-1)
     for life in simulate_shoppers(scenario, seed=seed, shoppers=shoppers):
@@ -87,12 +114,18 @@ def load_evidence(scenario: Scenario, *, seed: int, shoppers: int | None, ledger
             break
         if k not in started:
             continue
+        planned = list(plan_deliveries(scenario, [life], seed=seed))
+        if k in cut:
+            excluded.shoppers.add(k)
+            excluded.persons.update(p for p in (life.person.user_id, life.person.email) if p)
+            excluded.events.update(d.event.id for d in planned)
+            continue
         builder.add_life(life)
-        deliveries.extend(actual_deliveries(plan_deliveries(scenario, [life], seed=seed), by_shopper[k]))
+        deliveries.extend(actual_deliveries(planned, by_shopper[k]))
     deliveries.sort(key=lambda d: d.arrival_ms)
     for delivery in deliveries:
         builder.add_delivery(delivery)
-    return builder.finish()
+    return builder.finish(), excluded
 
 
 def check_load(
@@ -118,10 +151,11 @@ def check_load(
     from generator.observe import read_export
     from generator.pipeline import evaluate
 
-    evidence = load_evidence(scenario, seed=seed, shoppers=shoppers, ledger_path=run_dir / "ledger.ndjson")
-    observed = Observed.build(
-        read_export(target), source="emulator", complete_events=True, comparable_times=True
+    evidence, excluded = load_evidence(
+        scenario, seed=seed, shoppers=shoppers, ledger_path=run_dir / "ledger.ndjson"
     )
+    observations = (obs for obs in read_export(target) if excluded.keeps(obs))
+    observed = Observed.build(observations, source="emulator", complete_events=True, comparable_times=True)
     result = evaluate(
         scenario,
         scenario_path=str(scenario_path),
@@ -141,6 +175,8 @@ def check_load(
     ]
     return {
         "metrics": dict(check.metrics),
+        "shoppers_checked": evidence.counts.get("shoppers", 0),
+        "shoppers_left_out": len(excluded.shoppers),
         "failures": dict(check.failure_counts),
         "examples": examples,
         "thresholds": list(check.thresholds),

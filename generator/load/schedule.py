@@ -28,7 +28,19 @@ from dataclasses import dataclass, replace
 
 from generator.events import CallType, Delivery, Event
 
-__all__ = ["PlannedSend", "ShopperJob", "build_job", "plan_sends", "request_name", "wall_event"]
+__all__ = [
+    "ENDED_REASON",
+    "PlannedSend",
+    "ShopperJob",
+    "build_job",
+    "plan_sends",
+    "request_name",
+    "wall_event",
+]
+
+
+ENDED_REASON = "load test ended before this send was due"
+"""Ledger reason of a delivery given up only because the load test stopped first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from generator.events import Delivery, Event
 from generator.load.lag import LagHistogram
 from generator.load.messages import DONE, LEDGER, DoneReport
 from generator.load.outcome import Verdict
-from generator.load.schedule import PlannedSend, ShopperJob, wall_event
+from generator.load.schedule import ENDED_REASON, PlannedSend, ShopperJob, wall_event
 from generator.wire.base import Encoder, WireRequest
 
 __all__ = ["LoadSession", "SendFn", "SessionConfig"]
@@ -59,7 +59,6 @@ EmitFn = Callable[[str, dict[str, Any]], None]
 
 CLOCK_HEADER = "X-Shopsim-Clock"
 _MIN_WAIT_S = 0.0005
-ENDED_REASON = "load test ended before this send was due"
 OVERSIZE_REASON = "oversize: above the API's documented limit, not sent"
 
 

@@ -15,8 +15,8 @@ from generator.credentials import LOCAL_DEFAULTS
 from generator.events import CallType, Delivery, Event, Source
 from generator.load.messages import DONE, LEDGER, Collector
 from generator.load.outcome import Verdict, classify
-from generator.load.schedule import build_job
-from generator.load.session import ENDED_REASON, LoadSession, SessionConfig
+from generator.load.schedule import ENDED_REASON, build_job
+from generator.load.session import LoadSession, SessionConfig
 from generator.wire import encoder_for
 
 
