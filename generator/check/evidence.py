@@ -169,6 +169,9 @@ class EvidenceBuilder:
         self.arrival_hourly: dict[int, int] = {}
         self.latency_ms: list[int] = []
         self._seen: set[str] = set()
+        self._planned = 0
+        self._arrival_hour = -1
+        self._arrival_run = 0
         self._first_ms: int | None = None
         self._last_arrival = 0
 
@@ -191,12 +194,19 @@ class EvidenceBuilder:
         exit_names = self._exit_names
         track = CallType.TRACK
         has_track = False
+        run_hour = -1
+        run = 0
         for event in events:
             if identified_ms is None and event.user_id:
                 identified_ms = event.timestamp_ms
                 user_id = event.user_id
             hour = event.timestamp_ms // HOUR_MS
-            hourly[hour] = hourly.get(hour, 0) + 1
+            if hour == run_hour:
+                run += 1
+            else:
+                if run:
+                    hourly[run_hour] = hourly.get(run_hour, 0) + run
+                run_hour, run = hour, 1
             kind = event.type
             if kind is not track:
                 if kind is CallType.IDENTIFY:
@@ -210,6 +220,8 @@ class EvidenceBuilder:
                 self.truth_events[event.id] = truth_event
                 if name in exit_names:
                     self.exits.setdefault(shopper, []).append(truth_event)
+        if run:
+            hourly[run_hour] = hourly.get(run_hour, 0) + run
         if has_track and self._campaigns:
             self._truth.extend(self._truth_engine.shopper(events, presorted=True))
         self.person_shopper[life.person.user_id] = shopper
@@ -241,8 +253,7 @@ class EvidenceBuilder:
             if produced:
                 self._delivered.extend(produced)
         event = delivery.event
-        counts = self.counts
-        counts["planned"] += 1
+        self._planned += 1
         faults = delivery.faults
         kind = event.type
         is_identify = kind is CallType.IDENTIFY
@@ -280,23 +291,27 @@ class EvidenceBuilder:
                     self.identify_infos.setdefault(event.shopper, []).append(info)
                     self.identify_ids.add(event_id)
         if delivery.dropped:
-            counts["dropped"] += 1
+            self.counts["dropped"] += 1
             return
         if delivery.oversize:
-            counts["oversize"] += 1
+            self.counts["oversize"] += 1
             return
         seen = self._seen
         if event_id in seen:
-            counts["duplicates"] += 1
+            self.counts["duplicates"] += 1
             return
         seen.add(event_id)
-        counts["delivered"] += 1
         arrival = delivery.arrival_ms
         if arrival > self._last_arrival:
             self._last_arrival = arrival
+        # Arrivals come in order: count runs of the same hour, touching the dict once per hour.
         hour = arrival // HOUR_MS
-        hourly = self.arrival_hourly
-        hourly[hour] = hourly.get(hour, 0) + 1
+        if hour == self._arrival_hour:
+            self._arrival_run += 1
+        else:
+            self._flush_arrival_hour()
+            self._arrival_hour = hour
+            self._arrival_run = 1
         self.latency_ms.append(arrival - event.timestamp_ms)
         if is_identify:
             if event.user_id:
@@ -309,6 +324,12 @@ class EvidenceBuilder:
         elif info is not None and event.anonymous_id:
             self.anonymous.append(info)
         self._conform(event, faults)
+
+    def _flush_arrival_hour(self) -> None:
+        if self._arrival_run:
+            hourly = self.arrival_hourly
+            hourly[self._arrival_hour] = hourly.get(self._arrival_hour, 0) + self._arrival_run
+            self._arrival_run = 0
 
     def tap_plan(self, plan: Iterable[Delivery]) -> Iterator[Delivery]:
         """Pass deliveries through, recording each (for the sender to consume downstream)."""
@@ -383,6 +404,9 @@ class EvidenceBuilder:
     def finish(self) -> Evidence:
         """Close both expectation engines and return the evidence."""
         self._delivered.extend(self._delivered_engine.finish())
+        self._flush_arrival_hour()
+        self.counts["planned"] = self._planned
+        self.counts["delivered"] = len(self._seen)
         funnel = dict(self._funnel_sets)
         funnel["shoppers"] = self.counts["shoppers"]
         return Evidence(
