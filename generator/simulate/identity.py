@@ -89,8 +89,13 @@ def user_id_for(seed: int, shopper: int) -> str:
 
 def uuid_from_bits(a: int, b: int) -> str:
     """A UUID-v4-shaped string from 128 random bits (no ``uuid`` module on the hot path)."""
-    h = f"{a & 0xFFFFFFFFFFFFFFFF:016x}{b & 0xFFFFFFFFFFFFFFFF:016x}"
-    return f"{h[0:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+    h = f"{a & 0xFFFFFFFFFFFFFFFF:016x}"
+    g = f"{b & 0xFFFFFFFFFFFFFFFF:016x}"
+    # Version nibble 4; variant nibble 8–b from b's top bits (its first hex digit & 3).
+    return f"{h[0:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[(b >> 60) & 3]}{g[1:4]}-{g[4:16]}"
+
+
+_VARIANT = "89ab"
 
 
 class ShopperIdentity(NamedTuple):
@@ -113,6 +118,8 @@ class ShopperIdentity(NamedTuple):
     ips: tuple[str, str]
     locale: str
 
+
+_identity = ShopperIdentity._make
 
 IDENTITY_UNIFORMS = 10
 IDENTITY_WORDS = 4
@@ -153,14 +160,16 @@ def draw_identity(
         f"{DOC_NETS[int(u[6] * 3)]}{1 + int(u[7] * 254)}",
         f"{DOC_NETS[int(u[8] * 3)]}{1 + int(u[9] * 254)}",
     )
-    return ShopperIdentity(
-        user_id=user_id,
-        email=email,
-        first_name=first,
-        last_name=last,
-        phone=phone,
-        created_ms=created_ms,
-        anonymous_ids=(uuid_from_bits(raw[0], raw[1]), uuid_from_bits(raw[2], raw[3])),
-        ips=ips,
-        locale=locale,
+    return _identity(  # positional: the keyword form costs ~1 µs more per shopper
+        (
+            user_id,
+            email,
+            first,
+            last,
+            phone,
+            created_ms,
+            (uuid_from_bits(raw[0], raw[1]), uuid_from_bits(raw[2], raw[3])),
+            ips,
+            locale,
+        )
     )

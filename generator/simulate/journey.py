@@ -311,6 +311,32 @@ class _Journey:
     max_steps: int
 
 
+Landing = tuple[str, dict[str, Any], dict[str, Any] | None, bool]
+_NO_LANDING: Landing = ("", {}, None, False)
+
+
+def _landing(spec: model.TrafficSource) -> Landing:
+    """A traffic source's landing: UTM query string, utm_* properties, ``context.campaign``
+    (shared by every session from that source: nobody mutates event dicts), and whether it is
+    an email click (which carries the welcome coupon)."""
+    utm = spec.utm
+    if utm is None:
+        return _NO_LANDING
+    campaign: dict[str, Any] = {"source": utm.source, "medium": utm.medium}
+    props: dict[str, Any] = {"utm_source": utm.source, "utm_medium": utm.medium}
+    if utm.campaign is not None:
+        campaign["name"] = utm.campaign
+        props["utm_campaign"] = utm.campaign
+    if utm.content is not None:
+        campaign["content"] = utm.content
+        props["utm_content"] = utm.content
+    if utm.term is not None:
+        campaign["term"] = utm.term
+        props["utm_term"] = utm.term
+    query = "&".join(f"{k}={v}" for k, v in props.items())
+    return query, props, campaign, utm.medium == "email"
+
+
 def _cumulative(weights: list[float]) -> tuple[float, ...]:
     total = sum(weights)
     if total <= 0:
@@ -337,6 +363,7 @@ class Compiled:
         self.source_cum = _cumulative([pop.sources[s].weight for s in self.sources])
         self.source_spec = dict(pop.sources)
         self.source_referrer = {name: spec.referrer or "" for name, spec in pop.sources.items()}
+        self.landings = {name: _landing(spec) for name, spec in pop.sources.items()}
         self.cross_device_share = scenario.identity.cross_device_share
         self.points = dict(scenario.identity.points)
         self.strategy = scenario.identity.strategy
@@ -658,27 +685,11 @@ class _Walk:
         self.prev_url = ""
 
     def _landing_context(self) -> tuple[str, dict[str, Any]]:
-        """The UTM query string of a landing page and the session's ``context.campaign``."""
-        spec = self.c.source_spec.get(self.source)
-        utm = spec.utm if spec else None
-        if utm is None:
-            self.campaign = None
-            return "", {}
-        campaign: dict[str, Any] = {"source": utm.source, "medium": utm.medium}
-        props: dict[str, Any] = {"utm_source": utm.source, "utm_medium": utm.medium}
-        if utm.campaign is not None:
-            campaign["name"] = utm.campaign
-            props["utm_campaign"] = utm.campaign
-        if utm.content is not None:
-            campaign["content"] = utm.content
-            props["utm_content"] = utm.content
-        if utm.term is not None:
-            campaign["term"] = utm.term
-            props["utm_term"] = utm.term
+        """The UTM query string and properties of a landing page; sets ``context.campaign``."""
+        query, props, campaign, email = self.c.landings.get(self.source, _NO_LANDING)
         self.campaign = campaign
-        if utm.medium == "email":
+        if email:
             self.coupon = WELCOME_COUPON
-        query = "&".join(f"{k}={v}" for k, v in props.items())
         return query, props
 
     def _pick_product(self) -> None:
