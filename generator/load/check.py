@@ -33,7 +33,7 @@ from typing import Any
 
 from generator.check import Evidence
 from generator.deliver.ledger import read_ledger
-from generator.events import Delivery, Observation
+from generator.events import CallType, Delivery, Observation, ObservationKind
 from generator.load.schedule import ENDED_REASON
 from generator.scenario.model import Scenario, Threshold
 
@@ -81,9 +81,17 @@ class Exclusions:
     shoppers: set[int] = field(default_factory=set)
     persons: set[str] = field(default_factory=set)
     events: set[str] = field(default_factory=set)
+    identifies: set[str] = field(default_factory=set)
 
     def keeps(self, obs: Observation) -> bool:
-        """Whether an observation belongs to a shopper the check covers."""
+        """Whether the check should see an observation.
+
+        Ingested events are always kept: the ingestion check joins the whole ledger (which
+        lists the left-out shoppers' acknowledged events too) with what the target stored.
+        Campaign activity and profiles of left-out shoppers are dropped.
+        """
+        if obs.kind is ObservationKind.EVENT:
+            return True
         return obs.person not in self.persons and obs.event_id not in self.events
 
 
@@ -119,13 +127,18 @@ def load_evidence(
             excluded.shoppers.add(k)
             excluded.persons.update(p for p in (life.person.user_id, life.person.email) if p)
             excluded.events.update(d.event.id for d in planned)
+            excluded.identifies.update(d.event.id for d in planned if d.event.type == CallType.IDENTIFY)
             continue
         builder.add_life(life)
         deliveries.extend(actual_deliveries(planned, by_shopper[k]))
     deliveries.sort(key=lambda d: d.arrival_ms)
     for delivery in deliveries:
         builder.add_delivery(delivery)
-    return builder.finish(), excluded
+    evidence = builder.finish()
+    # The ingestion check reads the whole ledger and skips identify calls (the target stores
+    # people, not identify events) by the ids it knows: tell it about the left-out ones too.
+    evidence.identify_ids.update(excluded.identifies)
+    return evidence, excluded
 
 
 def check_load(

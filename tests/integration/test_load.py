@@ -74,6 +74,9 @@ def test_headless_run_against_the_embedded_emulator_writes_stats_ledger_and_chec
     # the same observe → check as `shopsim run` ran and measured campaign metrics
     assert "trigger_recall" in record["check"]["metrics"]
     assert "suppression_violations" in record["check"]["metrics"]
+    # everything acknowledged is at the target, and nothing the check found is unexplained
+    assert record["check"]["metrics"]["ingestion_loss"] == 0
+    assert record["check"]["metrics"]["unexplained"] == 0
     assert any(t["threshold"].startswith("error_rate") for t in record["thresholds"])
     assert "verdict:" in proc.stdout
     run = orjson.loads((run_dir / "run.json").read_bytes())

@@ -6,8 +6,8 @@ from collections import deque
 
 import orjson
 
-from generator.events import CallType, Delivery, Event, Source
-from generator.load.check import actual_deliveries
+from generator.events import CallType, Delivery, Event, Observation, ObservationKind, Source
+from generator.load.check import Exclusions, actual_deliveries
 from generator.load.lag import LagHistogram
 from generator.load.messages import Collector, DoneReport
 from generator.load.stats import percentile, read_locust_results
@@ -137,3 +137,15 @@ def test_the_collector_appends_ledger_lines_and_ignores_a_repeated_report(tmp_pa
         summary["ledger"]["planned"] == 2 and summary["ledger_lines"] == 2 and summary["reconciled"] is True
     )
     assert (tmp_path / "ledger.ndjson").read_bytes().count(b"\n") == 2
+
+
+def test_left_out_shoppers_lose_their_campaign_activity_but_not_their_ingested_events():
+    excluded = Exclusions(shoppers={4}, persons={"u4"}, events={"E4"})
+    send = Observation(
+        kind=ObservationKind.SEND, person="u4", at_ms=1, campaign="cart_recovery", event_id="E4"
+    )
+    other = Observation(
+        kind=ObservationKind.SEND, person="u5", at_ms=1, campaign="cart_recovery", event_id="E5"
+    )
+    event = Observation(kind=ObservationKind.EVENT, person="u4", at_ms=1, event_id="E4")
+    assert not excluded.keeps(send) and excluded.keeps(other) and excluded.keeps(event)
