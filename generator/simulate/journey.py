@@ -374,6 +374,7 @@ class Compiled:
         self.page_plan_covers = tuple(model.default_page_properties()) == self.page_props
         self.tracks = {name: _track_spec(name, spec) for name, spec in plan.items()}
         self.product_payloads: dict[tuple[str, tuple[int, int]], dict[str, Any]] = {}
+        self.page_extras: dict[tuple[int, int], dict[str, Any]] = {}
         self.journeys = tuple(self._journey(n, j) for n, j in scenario.journeys.items())
         weights = [j.weight for j in scenario.journeys.values()]
         audiences = [j.audience for j in scenario.journeys.values()]
@@ -670,9 +671,6 @@ class _Walk:
         self.client_source = _APP if self.app[dev] else _WEB
         self.device_user = self.user_id if self.identified[dev] else None
 
-    def _tick(self) -> None:
-        self.now += _CALL_GAP_MIN_MS + int(self.u() * _CALL_GAP_SPAN_MS)
-
     # ----------------------------------------------------------------- sessions and pages
 
     def new_session(self) -> None:
@@ -718,11 +716,15 @@ class _Walk:
             product = self.product
             assert product is not None
             path, title = catalog.page_info(self.product_key[0])
-            extra = {
-                "category": product["category"],
-                "product_id": product["product_id"],
-                "sku": product["sku"],
-            }
+            extra = c.page_extras.get(self.product_key)
+            if extra is None:  # shared by every view of this variant (nobody mutates it)
+                if len(c.page_extras) > 200_000:  # huge catalogues: keep memory flat
+                    c.page_extras.clear()
+                extra = c.page_extras[self.product_key] = {
+                    "category": product["category"],
+                    "product_id": product["product_id"],
+                    "sku": product["sku"],
+                }
         elif kind == "category":
             categories = catalog.categories
             if self.product is not None and self.u() < 0.5:
@@ -937,37 +939,42 @@ class _Walk:
 
     def run(self) -> None:
         d = self.d
+        u = d.u
         journey = self.journey
         states = journey.states
         current = journey.start
         for _ in range(journey.max_steps):
             state = states[current]
-            reps = state.repeat_min + (int(d.u() * state.repeat_span) if state.repeat_span > 1 else 0)
+            reps = state.repeat_min + (int(u() * state.repeat_span) if state.repeat_span > 1 else 0)
             for rep in range(reps):
                 if rep:
                     self._advance(d.think(state.think))
                 picked = False
                 first = True
                 for call in state.calls:
-                    if call.p < 1.0 and d.u() >= call.p:
+                    p = call.p
+                    if p < 1.0 and u() >= p:
                         continue
-                    if not first:
-                        self._tick()
-                    before = len(self.events)
+                    if not first:  # the next call of a visit comes 40–940 ms later
+                        self.now += _CALL_GAP_MIN_MS + int(u() * _CALL_GAP_SPAN_MS)
                     kind = call.kind
+                    # Pages and tracks always emit; identify and screen calls may not.
                     if kind is _K_PAGE:
                         picked = self.page(call.target, state.name, picked)
+                        first = False
                     elif kind is _K_TRACK:
                         assert call.track is not None
                         picked = self.track(call.track, state.name, picked)
-                    elif kind is _K_IDENTIFY:
-                        self.identify(call.target, state.name)
-                    else:
-                        self.screen(call.target, state.name)
-                    if len(self.events) > before:
                         first = False
-            u = d.u()
-            nxt = bisect_right(state.next_cum, u)
+                    else:
+                        before = len(self.events)
+                        if kind is _K_IDENTIFY:
+                            self.identify(call.target, state.name)
+                        else:
+                            self.screen(call.target, state.name)
+                        if len(self.events) > before:
+                            first = False
+            nxt = bisect_right(state.next_cum, u())
             if nxt >= len(state.next_to):
                 return  # the remainder: the shopper leaves
             self._advance(d.think(state.next_think[nxt]))
