@@ -114,20 +114,7 @@ def split_export(lines: Iterable[bytes | str]) -> tuple[list[Observation], dict[
     for line in lines:
         if not line:
             continue
-        if isinstance(line, bytes) and line.startswith(b'{"kind":"event"'):
-            # The emulator writes event properties last; the checker never needs them, and cutting
-            # them off before parsing halves the cost of the biggest part of an export. (Inside a
-            # JSON string a quote is escaped, so the first `,"properties":` is the key itself.)
-            cut = line.find(b',"properties":')
-            if cut > 0:
-                try:
-                    record = loads(line[:cut] + b"}")
-                except orjson.JSONDecodeError:
-                    record = loads(line)
-            else:
-                record = loads(line)
-        else:
-            record = loads(line)
+        record = loads(line)
         if not isinstance(record, dict):
             continue
         if record.get("kind") == "event":
