@@ -115,7 +115,10 @@ def test_random_journeys_end_with_non_decreasing_time(journey, seed, cross_devic
             "journeys": {"j": journey},
         }
     )
-    max_calls = journey["max_steps"] * 3 * max(1, max(len(s["emit"]) for s in journey["states"].values()))
+    # Each step visits one state: up to its repeat max (default 1) times its calls.
+    max_calls = journey["max_steps"] * max(
+        s.get("repeat", {"max": 1})["max"] * max(1, len(s["emit"])) for s in journey["states"].values()
+    )
     lives = list(simulate_shoppers(scenario, seed=seed))
     assert len(lives) == 15
     for life in lives:
