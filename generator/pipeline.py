@@ -347,6 +347,12 @@ def run(
             _advance_clock(url, horizon_end)
         elif wait:
             _countdown(out, (evidence.horizon_ms / 1000.0) + grace_s, quiet=quiet)
+        if the_clock == "wall" and speed is None and not quiet:
+            out.print(
+                "note: events went out as fast as possible (no --speed), so their spacing differs from the "
+                "plan; timing-dependent outcomes (exits before a send, frequency windows) may differ from "
+                "the expectations for that reason."
+            )
         obs_out = NdjsonWriter(run_dir / "observations.ndjson" if write_data else None)
         if observer == "export":
             from generator.observe.emulator import split_export

@@ -360,6 +360,29 @@ def ingestion_loss(ctx: CheckContext, out: Collector) -> None:
     out.detail("ingestion", {"acknowledged": acknowledged, "missing": len(missing)})
 
 
+def _platform_cause(ctx: CheckContext, exit_event_id: str | None, send_ms: int | None) -> tuple[str, str]:
+    """Why observed and platform-rule sends disagree: the request clock, wall-clock timing, or unexplained."""
+    if not ctx.observed.comparable_times:
+        return (
+            "timing",
+            "wall-clock run: arrivals were not spaced as planned (pace with --speed to compare timing)",
+        )
+    if exit_event_id and send_ms is not None:
+        ev = ctx.evidence
+        arrivals = [
+            i.arrival_ms
+            for i in ev.deliveries_of(ev.truth_id(exit_event_id))
+            if i.event_id == exit_event_id and i.arrived
+        ]
+        if arrivals and abs(min(arrivals) - send_ms) <= ctx.clock_tolerance_ms:
+            return (
+                "batch_clock",
+                f"exit event arrived within {ctx.clock_tolerance_ms} ms of the send: the request's clock "
+                "(its first event's arrival) decided the order",
+            )
+    return "unexplained", "unexplained (platform or pipeline bug)"
+
+
 @check
 def platform_rules(ctx: CheckContext, out: Collector) -> None:
     """Observed sends against what a correct platform must do with what it received (delivered basis)."""
@@ -382,30 +405,35 @@ def platform_rules(ctx: CheckContext, out: Collector) -> None:
         why = (
             f"platform rules say no ({rule.reason})" if rule is not None else "no delivered event triggers it"
         )
+        kind, cause = _platform_cause(ctx, rule.exit_event_id if rule is not None else None, send.at_ms)
         out.fail(
             Failure(
                 check="platform_rules",
-                severity=Severity.HIGH,
+                severity=Severity.HIGH if kind == "unexplained" else Severity.LOW,
                 title=f"{send.campaign} sent against the platform rules",
                 message=f"{send.person} got {send.campaign} (trigger {send.trigger_event_id}); {why}",
-                cause="unexplained (platform or pipeline bug)",
+                cause=cause,
+                cause_kind=kind,
                 campaign=send.campaign,
                 person=send.person,
                 shopper=ctx.shopper_of(send.person),
                 event_id=send.trigger_event_id,
             )
         )
+    exits = {(j.campaign, j.trigger_event_id): j.exit_event_id for j in ctx.observed.exits}
     for exp in ev.delivered:
         if exp.outcome is not Outcome.SEND or expected.get((exp.campaign, exp.trigger_event_id)):
             continue
+        kind, cause = _platform_cause(ctx, exits.get((exp.campaign, exp.trigger_event_id)), exp.send_ms)
         out.fail(
             Failure(
                 check="platform_rules",
-                severity=Severity.HIGH,
+                severity=Severity.HIGH if kind == "unexplained" else Severity.LOW,
                 title=f"{exp.campaign} not sent though the platform rules require it",
                 message=f"{exp.person} should have got {exp.campaign} at {exp.send_ms} from what the target "
                 f"received (trigger {exp.trigger_event_id}); nothing was sent",
-                cause="unexplained (platform or pipeline bug)",
+                cause=cause,
+                cause_kind=kind,
                 campaign=exp.campaign,
                 person=exp.person,
                 shopper=exp.shopper,

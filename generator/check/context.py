@@ -51,6 +51,9 @@ class CheckContext:
     seed: int
     ledger_path: Path | None = None
     extra_metrics: dict[str, float | None] = field(default_factory=dict)
+    clock_tolerance_ms: int = 1000
+    """The sender's batch window: every event of one request is processed at its first event's
+    arrival, so decisions between events closer than this may go either way."""
 
     def reproduce(self, shopper: int | None) -> str:
         """The command that replays one shopper of this run."""

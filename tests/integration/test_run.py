@@ -89,15 +89,23 @@ def test_bad_input_exits_2_with_one_readable_message(tmp_path: Path, capsys) -> 
 
 
 def _short_delays(tmp_path: Path) -> Path:
-    """clean_baseline with second-long campaign delays, for wall-clock runs."""
+    """clean_baseline with second-long delays and campaigns whose outcome does not depend on how
+    events are spaced: an unpaced wall-clock run sends a day of shoppers in seconds, so exits and
+    frequency windows measured in simulated time would not transfer (see ``--speed``)."""
     text = CLEAN.read_text()
-    text = (
-        text.replace("delay: 1h", "delay: 1s")
-        .replace("delay: 2h", "delay: 1s")
-        .replace("delay: 3d", "delay: 2s")
+    head, _, tail = text.partition("campaigns:")
+    expect = tail[tail.index("expect:") :]
+    campaigns = (
+        "campaigns:\n"
+        "  cart_recovery:\n"
+        '    trigger: {event: Added to Cart, where: ["cart_total >= 20"]}\n'
+        "    delay: 1s\n"
+        "  post_purchase_cross_sell:\n"
+        "    trigger: {event: Order Completed}\n"
+        "    delay: 2s\n\n"
     )
     path = tmp_path / "short.yaml"
-    path.write_text(text)
+    path.write_text(head + campaigns + expect)
     return path
 
 
