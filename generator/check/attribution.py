@@ -100,8 +100,19 @@ def _late_kind(info: DeliveryInfo) -> str:
     return "latency"
 
 
-def late_exit(ev: Evidence, exit_event: TruthEvent, send_at_ms: int, trigger_id: str, delay_ms: int) -> Cause:
-    """Why a message went out after the person's exit event (a suppression violation)."""
+def late_exit(
+    ev: Evidence,
+    exit_event: TruthEvent,
+    send_at_ms: int,
+    trigger_id: str,
+    delay_ms: int,
+    tolerance_ms: int = 0,
+) -> Cause:
+    """Why a message went out after the person's exit event (a suppression violation).
+
+    ``tolerance_ms`` is the request clock's granularity: an exit that arrived that close before the
+    send may have been processed in a request clocked after it.
+    """
     infos = ev.deliveries_of(exit_event.id)
     name = exit_event.name
     gone = lost(name, infos)
@@ -116,6 +127,12 @@ def late_exit(ev: Evidence, exit_event: TruthEvent, send_at_ms: int, trigger_id:
         return Cause(
             _late_kind(first),
             f"late {name} (arrived {human_ms(_lateness(first))} after {what}; delay {human_ms(delay_ms)})",
+        )
+    if send_at_ms - first.arrival_ms <= tolerance_ms:
+        return Cause(
+            "batch_clock",
+            f"{name} arrived {human_ms(send_at_ms - first.arrival_ms)} before the send, "
+            "within one request's clock",
         )
     trigger_infos = _arrived(ev.deliveries_of(trigger_id))
     if trigger_infos and trigger_infos[0].arrival_ms > first.arrival_ms:

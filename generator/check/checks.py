@@ -69,7 +69,9 @@ def suppression_violations(ctx: CheckContext, out: Collector) -> None:
         send = verdict.send
         per[send.campaign] = per.get(send.campaign, 0) + 1
         campaign = ev.scenario.campaigns[send.campaign]
-        cause = attribution.late_exit(ev, verdict.exit_event, send.at_ms, verdict.truth_id, campaign.delay)
+        cause = attribution.late_exit(
+            ev, verdict.exit_event, send.at_ms, verdict.truth_id, campaign.delay, ctx.clock_tolerance_ms
+        )
         out.fail(
             Failure(
                 check="suppression_violations",
