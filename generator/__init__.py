@@ -18,29 +18,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# Eager on purpose: the subpackage `generator.simulate` shares its name with the public
+# function. Importing the subpackage binds the *module* to `generator.simulate`; rebinding the
+# function right after (here, once) keeps `generator.simulate` the function for good, because
+# later imports of `generator.simulate.*` find the package in sys.modules and never rebind it.
+from generator.scenario.load import load_scenario
+from generator.simulate import simulate
+
 if TYPE_CHECKING:
     from generator.pipeline import RunResult
-    from generator.scenario.load import load_scenario
-    from generator.simulate import simulate
 
 __all__ = ["RunResult", "load_scenario", "run", "simulate"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `import generator` must stay cheap (the CLI, locustfiles and the emulator import it,
-    # and the run pipeline pulls in rich and the whole engine).
-    if name == "load_scenario":
-        from generator.scenario.load import load_scenario
+    # `run` pulls in rich and the whole engine; keep `import generator` light for the emulator
+    # and the locustfiles.
+    if name == "RunResult":
+        from generator.pipeline import RunResult
 
-        return load_scenario
-    if name == "simulate":
-        from generator.simulate import simulate
-
-        return simulate
-    if name in ("run", "RunResult"):
-        from generator import pipeline
-
-        return getattr(pipeline, name)
+        return RunResult
     raise AttributeError(f"module 'generator' has no attribute {name!r}")
 
 

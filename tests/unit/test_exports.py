@@ -11,6 +11,14 @@ def test_all_is_sorted_and_exact():
     assert set(generator.__all__) == {"RunResult", "load_scenario", "run", "simulate"}
 
 
+def test_simulate_stays_the_function_after_submodule_imports():
+    import importlib
+
+    importlib.import_module("generator.simulate.journey")
+    assert generator.simulate.__module__ == "generator.simulate"
+    assert callable(generator.simulate) and not isinstance(generator.simulate, type(generator))
+
+
 def test_every_public_name_resolves():
     for name in generator.__all__:
         assert callable(getattr(generator, name)), name
