@@ -35,6 +35,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
+from generator.commands._args import positive_int, seed
 from generator.deliver.files import NdjsonSink, PeopleCsvSink
 from generator.events import CallType, ShopperLife
 from generator.faults import plan_deliveries
@@ -64,36 +65,16 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``shopsim generate``."""
     parser.epilog = _EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("scenario", metavar="SCENARIO", help="the scenario YAML file")
     parser.add_argument(
-        "--shoppers", type=_positive_int, metavar="N", help="number of shoppers (overrides the scenario)"
+        "--shoppers", type=positive_int, metavar="N", help="number of shoppers (overrides the scenario)"
     )
     parser.add_argument(
-        "--seed", type=_seed, metavar="S", help="root seed (default: the scenario's, else a fresh one)"
+        "--seed", type=seed, metavar="S", help="root seed (default: the scenario's, else a fresh one)"
     )
     parser.add_argument(
         "--shard",

@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from generator.commands._args import duration_s, non_negative_int, positive_float, positive_int
 from generator.errors import ShopsimError
 
 HELP = "Load-test an ingestion endpoint with Locust (open-model shopper arrivals), then check end to end."
@@ -47,48 +48,6 @@ DEFAULT_THRESHOLDS = ("p95_ms < 300", "error_rate < 0.001", "late_start_share <=
 
 class LoadArgumentError(ShopsimError):
     """A ``shopsim load`` flag is invalid."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _duration_s(text: str) -> float:
-    from generator.durations import parse_duration
-
-    try:
-        ms = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if ms <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
-    return ms / 1000.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,28 +62,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="pipelines",
         help="wire API",
     )
-    parser.add_argument("--users", type=_positive_int, default=10, help="size of the user pool (default 10)")
-    parser.add_argument("--spawn-rate", type=_positive_float, help="users started per second (default: all)")
-    parser.add_argument("--duration", type=_duration_s, help="stop after this wall time (e.g. 90s, 5m)")
+    parser.add_argument("--users", type=positive_int, default=10, help="size of the user pool (default 10)")
+    parser.add_argument("--spawn-rate", type=positive_float, help="users started per second (default: all)")
+    parser.add_argument("--duration", type=duration_s, help="stop after this wall time (e.g. 90s, 5m)")
     parser.add_argument(
-        "--speed", type=_positive_float, default=60.0, help="compress arrivals and think times (default 60)"
+        "--speed", type=positive_float, default=60.0, help="compress arrivals and think times (default 60)"
     )
     parser.add_argument("--seed", type=int, help="root seed (default: the scenario's, else fresh)")
-    parser.add_argument("--shoppers", type=_positive_int, help="number of shoppers (default: the scenario's)")
+    parser.add_argument("--shoppers", type=positive_int, help="number of shoppers (default: the scenario's)")
     parser.add_argument(
-        "--workers", type=_non_negative_int, default=0, help="local Locust worker processes (0 = one process)"
+        "--workers", type=non_negative_int, default=0, help="local Locust worker processes (0 = one process)"
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=1, help="events per request (batching APIs)"
+        "--batch-size", type=positive_int, default=1, help="events per request (batching APIs)"
     )
     parser.add_argument("--batch-window", default="1s", help="arrival window of one batch (default 1s)")
     parser.add_argument(
-        "--late-ms", type=_positive_float, default=100.0, help="a start later than this is late"
+        "--late-ms", type=positive_float, default=100.0, help="a start later than this is late"
     )
-    parser.add_argument(
-        "--retries", type=_non_negative_int, default=2, help="retries after 429/5xx/no answer"
-    )
-    parser.add_argument("--grace", type=_duration_s, default=10.0, help="wind-down time after --duration")
+    parser.add_argument("--retries", type=non_negative_int, default=2, help="retries after 429/5xx/no answer")
+    parser.add_argument("--grace", type=duration_s, default=10.0, help="wind-down time after --duration")
     parser.add_argument(
         "--tail",
         default="auto",

@@ -15,40 +15,23 @@ import argparse
 import time
 from pathlib import Path
 
+from generator.commands._args import duration_s, port
+
 HELP = "Receive and verify Customer.io reporting webhooks; write them as observation NDJSON."
-
-
-def _seconds(text: str) -> float:
-    from generator.durations import parse_duration
-
-    try:
-        return parse_duration(text) / 1000.0
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--listen", type=_port, required=True, metavar="PORT", help="port to listen on (0: any free)"
+        "--listen", type=port, required=True, metavar="PORT", help="port to listen on (0: any free)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument(
         "--out", type=Path, default=Path("observations.ndjson"), help="observations file to append to"
     )
-    parser.add_argument("--duration", type=_seconds, help="stop after this long (default: until Ctrl-C)")
+    parser.add_argument("--duration", type=duration_s, help="stop after this long (default: until Ctrl-C)")
     parser.add_argument("--scenario", help="scenario file, to name campaigns by their campaign_id")
     parser.add_argument(
-        "--tolerance", type=_seconds, default=300.0, help="max |now - X-CIO-Timestamp| (default 5m)"
+        "--tolerance", type=duration_s, default=300.0, help="max |now - X-CIO-Timestamp| (default 5m)"
     )
     parser.add_argument("--credentials-file", type=Path, help="KEY=VALUE file with CIO_WEBHOOK_SECRET")
 

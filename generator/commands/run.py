@@ -20,54 +20,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from generator.commands._args import duration_s, positive_float, positive_int, seed
+
 HELP = "Run a scenario end to end (deliver, observe, check, report); exit 1 when a threshold fails."
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    from generator.durations import parse_duration
-
-    try:
-        return parse_duration(text) / 1000.0
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", help="scenario YAML file")
     parser.add_argument(
-        "--seed", type=_seed, help="root seed (default: the scenario's seed, else a fresh one)"
+        "--seed", type=seed, help="root seed (default: the scenario's seed, else a fresh one)"
     )
-    parser.add_argument("--shoppers", type=_positive_int, help="override the scenario's shopper count")
+    parser.add_argument("--shoppers", type=positive_int, help="override the scenario's shopper count")
     parser.add_argument("--target", help="ingestion endpoint to test (default: the embedded emulator)")
     parser.add_argument(
         "--api",
@@ -99,19 +62,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--listen", type=int, help="port for the reporting-webhook receiver (--observe webhooks)"
     )
     parser.add_argument(
-        "--grace", type=_seconds, default=60.0, help="wall clock: wait after the longest delay (default 60s)"
+        "--grace",
+        type=duration_s,
+        default=60.0,
+        help="wall clock: wait after the longest delay (default 60s)",
     )
     parser.add_argument(
-        "--speed", type=_speed, help="wall clock: divide arrival gaps by this (default: as fast as possible)"
+        "--speed",
+        type=positive_float,
+        help="wall clock: divide arrival gaps by this (default: as fast as possible)",
     )
     parser.add_argument("--allow-production", action="store_true", help="allow a Customer.io production host")
     parser.add_argument("--credentials-file", type=Path, help="KEY=VALUE file with CIO_* credentials")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=100, help="events per batch request (default 100)"
+        "--batch-size", type=positive_int, default=100, help="events per batch request (default 100)"
     )
-    parser.add_argument(
-        "--concurrency", type=_positive_int, default=10, help="wall clock: requests in flight"
-    )
+    parser.add_argument("--concurrency", type=positive_int, default=10, help="wall clock: requests in flight")
     parser.add_argument(
         "--no-data", action="store_true", help="skip the events/deliveries/observations data files"
     )

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import orjson
 
+from generator.commands._args import duration_ms, positive_float, positive_int
 from generator.credentials import LOCAL_DEFAULTS, Credentials, load_credentials
 from generator.deliver.ledger import LedgerCounts
 from generator.errors import DeliveryError
@@ -54,35 +55,6 @@ _NEEDED: dict[str, tuple[tuple[str, str], ...]] = {
     "pipelines": (("pipelines_key", "CIO_PIPELINES_KEY"),),
     "browser": (("pipelines_key", "CIO_PIPELINES_KEY"),),
 }
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _duration_ms(text: str) -> int:
-    from generator.durations import parse_duration
-
-    try:
-        return parse_duration(text)
-    except (TypeError, ValueError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,11 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=None, help="root seed (default: the scenario's, else fresh)"
     )
     parser.add_argument(
-        "--shoppers", type=_positive_int, default=None, help="override the scenario's shopper count"
+        "--shoppers", type=positive_int, default=None, help="override the scenario's shopper count"
     )
     parser.add_argument(
         "--speed",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="wall clock: replay the simulated timeline X times faster (default: as fast as possible)",
     )
@@ -123,22 +95,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send the original event timestamps (backfill) instead of shifting them to now",
     )
-    parser.add_argument("--rps", type=_positive_float, default=None, help="cap requests per second")
+    parser.add_argument("--rps", type=positive_float, default=None, help="cap requests per second")
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=10, help="requests in flight (wall clock)"
+        "--concurrency", type=positive_int, default=10, help="requests in flight (wall clock)"
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=100, help="events per batch request; 1 = per call"
+        "--batch-size", type=positive_int, default=100, help="events per batch request; 1 = per call"
     )
     parser.add_argument(
         "--batch-window",
-        type=_duration_ms,
+        type=duration_ms,
         default=1000,
         metavar="DURATION",
         help="longest arrival-time span of one batch (default 1s)",
     )
     parser.add_argument(
-        "--max-attempts", type=_positive_int, default=5, help="attempts per request (default 5)"
+        "--max-attempts", type=positive_int, default=5, help="attempts per request (default 5)"
     )
     parser.add_argument("--credentials-file", type=Path, default=None, metavar="FILE", help="KEY=VALUE file")
     parser.add_argument("--allow-production", action="store_true", help="allow Customer.io production hosts")

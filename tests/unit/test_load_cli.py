@@ -32,4 +32,4 @@ def test_bad_flag_values_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["load", SCENARIO, "--users", "0"])
     assert exc.value.code == 2
-    assert "positive integer" in capsys.readouterr().err
+    assert "must be at least 1" in capsys.readouterr().err
