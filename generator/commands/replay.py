@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from generator.commands import _args
 from generator.durations import format_duration
 from generator.errors import ShopsimError
 from generator.events import Event, ShopperLife
@@ -38,9 +39,13 @@ _KEY_PROPS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``shopsim replay``."""
     parser.add_argument("scenario", metavar="SCENARIO", help="the scenario YAML file")
-    parser.add_argument("--seed", type=int, help="the run's root seed (default: the scenario's seed)")
+    parser.add_argument("--seed", type=_args.seed, help="the run's root seed (default: the scenario's seed)")
     parser.add_argument(
-        "--shopper", type=int, required=True, metavar="K", help="the shopper index k (0-based)"
+        "--shopper",
+        type=_args.non_negative_int,
+        required=True,
+        metavar="K",
+        help="the shopper index k (0-based)",
     )
     parser.add_argument(
         "--format", choices=("table", "json"), default="table", help="table (default) or one JSON document"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from generator.cli import main
 from generator.scenario import load_scenario
@@ -64,3 +65,13 @@ def test_shopper_beyond_the_run_is_a_clear_error(capsys):
     code, _, err = _replay(capsys, str(D2C), "--shopper", "5000")
     assert code == 2
     assert "--shopper 5000" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "flags", [["--seed", "-1", "--shopper", "1"], ["--shopper", "-1"], ["--shopper", "x"]]
+)
+def test_bad_replay_flags_are_usage_errors(flags, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "scenarios/d2c_cart_recovery.yaml", *flags])
+    assert exc.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
