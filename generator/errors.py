@@ -47,7 +47,7 @@ class ScenarioError(ShopsimError):
 
     def __init__(self, problems: list[Problem] | Problem | str) -> None:
         if isinstance(problems, str):
-            problems = [Problem(file="<input>", line=0, column=0, path="", message=problems)]
+            problems = [Problem(file="<command line>", line=0, column=0, path="", message=problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems: list[Problem] = problems

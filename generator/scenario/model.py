@@ -1009,7 +1009,7 @@ class Threshold(Frozen):
 
             close = difflib.get_close_matches(value, METRICS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ValueError(f"unknown metric {value!r}{hint} Known metrics: {', '.join(METRICS)}")
+            raise ValueError(f"unknown metric {value!r}{hint} (known metrics: {', '.join(METRICS)})")
         return value
 
     def holds(self, actual: float) -> bool:
