@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -173,12 +173,14 @@ def cut_batches(
     item_limit: int,
     batch_limit: int,
     make: Callable[[bytes, tuple[str, ...], bool], WireRequest],
+    isolate: Collection[str] = frozenset(),
 ) -> list[WireRequest]:
     """Join pre-serialized ``(event_id, item_json)`` pairs into ``prefix + a,b,c + suffix`` bodies.
 
     A batch closes when it holds ``max_items`` or the next item would push the body over
-    ``batch_limit``. An item above ``item_limit`` goes alone into a request marked oversize,
-    in its place in the sequence, so nothing is reordered or silently dropped.
+    ``batch_limit``. An item above ``item_limit``, or whose id is in ``isolate`` (over another
+    documented limit, e.g. its name), goes alone into a request marked oversize, in its place in
+    the sequence, so nothing is reordered or silently dropped and its batch mates still go out.
     """
     if not items:
         return []
@@ -200,7 +202,7 @@ def cut_batches(
 
     for event_id, item in items:
         n = len(item)
-        if n > item_limit:
+        if n > item_limit or event_id in isolate:
             flush()
             out.append(make(prefix + item + suffix, (event_id,), True))
             continue

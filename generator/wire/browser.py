@@ -24,7 +24,7 @@ from generator.wire.base import (
     cut_batches,
     dumps,
 )
-from generator.wire.pipelines import message
+from generator.wire.pipelines import message, name_over_limit
 
 BATCH_PATH = "/v1/b"
 CALL_PATHS = {
@@ -54,9 +54,8 @@ class BrowserEncoder:
         body = dumps(message(event))
         # Splice the key in before the closing brace instead of copying the message dict.
         body = body[:-1] + b',"writeKey":' + self._key_json + b"}"
-        return WireRequest(
-            "POST", CALL_PATHS[event.type], body, TEXT_CONTENT, (event.id,), len(body) > ITEM_LIMIT_BYTES
-        )
+        oversize = len(body) > ITEM_LIMIT_BYTES or name_over_limit(event)
+        return WireRequest("POST", CALL_PATHS[event.type], body, TEXT_CONTENT, (event.id,), oversize)
 
     def batches(self, events: Sequence[Event], *, max_items: int = 100) -> list[WireRequest]:
         items = [(event.id, dumps(message(event))) for event in events]
@@ -70,6 +69,7 @@ class BrowserEncoder:
             make=lambda body, ids, oversize: WireRequest(
                 "POST", BATCH_PATH, body, TEXT_CONTENT, ids, oversize
             ),
+            isolate={event.id for event in events if name_over_limit(event)},
         )
 
     def auth_headers(self, creds: Credentials) -> dict[str, str]:

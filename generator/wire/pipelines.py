@@ -40,6 +40,7 @@ from generator.wire.base import (
     dumps,
     iso_ms,
 )
+from generator.wire.track_v1 import name_over_limit as _name_over_limit
 
 BATCH_PATH = "/v1/batch"
 CALL_PATHS = {
@@ -100,6 +101,20 @@ def alias(user_id: str, previous_id: str, *, message_id: str, timestamp_ms: int)
     return WireRequest("POST", "/v1/alias", body, JSON_CONTENT, (message_id,), len(body) > ITEM_LIMIT_BYTES)
 
 
+def name_over_limit(event: Event) -> bool:
+    """Whether the message's name is over the limit the emulator (and Customer.io's Track side)
+    enforces: a track ``event`` name over 100 B, a page/screen ``name`` over 2,000 B.
+
+    The Pipelines API answers 200 and drops such a message in permissive mode, so sending it would
+    be acknowledged yet lost; flagging it oversize reports it instead (see track_v1.name_over_limit).
+    """
+    if event.type is CallType.TRACK:
+        return _name_over_limit(event.name, "event")
+    if event.type is CallType.PAGE or event.type is CallType.SCREEN:
+        return _name_over_limit(event.name, event.type.value)
+    return False
+
+
 class PipelinesEncoder:
     """Data Pipelines: ``encode`` → ``/v1/<call>``; ``batches`` → ``/v1/batch``."""
 
@@ -108,9 +123,8 @@ class PipelinesEncoder:
 
     def encode(self, event: Event) -> WireRequest:
         body = dumps(message(event))
-        return WireRequest(
-            "POST", CALL_PATHS[event.type], body, JSON_CONTENT, (event.id,), len(body) > ITEM_LIMIT_BYTES
-        )
+        oversize = len(body) > ITEM_LIMIT_BYTES or name_over_limit(event)
+        return WireRequest("POST", CALL_PATHS[event.type], body, JSON_CONTENT, (event.id,), oversize)
 
     def batches(self, events: Sequence[Event], *, max_items: int = 100) -> list[WireRequest]:
         items = [(event.id, dumps(message(event))) for event in events]
@@ -124,6 +138,7 @@ class PipelinesEncoder:
             make=lambda body, ids, oversize: WireRequest(
                 "POST", BATCH_PATH, body, JSON_CONTENT, ids, oversize
             ),
+            isolate={event.id for event in events if name_over_limit(event)},
         )
 
     def auth_headers(self, creds: Credentials) -> dict[str, str]:

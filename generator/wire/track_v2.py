@@ -93,28 +93,13 @@ class TrackV2Encoder:
         return WireRequest("POST", ENTITY_PATH, body, JSON_CONTENT, (event.id,), oversize)
 
     def batches(self, events: Sequence[Event], *, max_items: int = 100) -> list[WireRequest]:
-        # cut_batches isolates items over the byte limit; an item whose name is over the name
-        # limit is isolated here the same way, so its batch mates are still sendable.
-        out: list[WireRequest] = []
-        run: list[tuple[str, bytes]] = []
+        items: list[tuple[str, bytes]] = []
+        over_name: set[str] = set()
         for event in events:
             op = operation(event)
-            item = dumps(op)
+            items.append((event.id, dumps(op)))
             if _name_over_limit(op):
-                out.extend(self._cut(run, max_items))
-                run = []
-                out.append(
-                    WireRequest(
-                        "POST", BATCH_PATH, b'{"batch":[' + item + b"]}", JSON_CONTENT, (event.id,), True
-                    )
-                )
-            else:
-                run.append((event.id, item))
-        out.extend(self._cut(run, max_items))
-        return out
-
-    @staticmethod
-    def _cut(items: Sequence[tuple[str, bytes]], max_items: int) -> list[WireRequest]:
+                over_name.add(event.id)
         return cut_batches(
             items,
             prefix=b'{"batch":[',
@@ -125,6 +110,7 @@ class TrackV2Encoder:
             make=lambda body, ids, oversize: WireRequest(
                 "POST", BATCH_PATH, body, JSON_CONTENT, ids, oversize
             ),
+            isolate=over_name,
         )
 
     def auth_headers(self, creds: Credentials) -> dict[str, str]:

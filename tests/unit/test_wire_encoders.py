@@ -347,3 +347,21 @@ def test_track_v2_batches_isolate_an_item_whose_name_is_over_the_limit():
         batch = orjson.loads(request.body)["batch"]
         assert [item["id"] for item in batch] == list(request.event_ids)
         assert len(batch) <= 3
+
+
+@pytest.mark.parametrize("api", ["pipelines", "browser"])
+def test_segment_style_names_over_the_limit_are_flagged_not_silently_sent(api):
+    """The emulator (like Customer.io's Track side) drops a track name over 100 B or a page name
+    over 2,000 B with a permissive 200; the encoder reports those as oversize instead, alone in
+    their own request, so their batch mates still go out."""
+    enc = encoder_for(api)
+    long_track = ev(1, name="A" * (EVENT_NAME_LIMIT_BYTES + 1))
+    ok_track = ev(2, name="A" * EVENT_NAME_LIMIT_BYTES)
+    long_page = ev(3, type_=CallType.PAGE, name="P" * (PAGE_NAME_LIMIT_BYTES + 1))
+    assert enc.encode(long_track).oversize and enc.encode(long_page).oversize
+    assert not enc.encode(ok_track).oversize
+    requests = enc.batches([ev(0), long_track, ok_track, long_page, ev(4)], max_items=10)
+    flagged = [r.event_ids for r in requests if r.oversize]
+    assert flagged == [(long_track.id,), (long_page.id,)]
+    sent = [i for r in requests if not r.oversize for i in r.event_ids]
+    assert sent == [ev(0).id, ok_track.id, ev(4).id]
