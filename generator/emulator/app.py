@@ -19,6 +19,10 @@ Routes (paths as the real APIs have them; reference/customerio.md §2–4, §9):
 
 A request is answered only after its writes are committed (``Store.barrier``). Pipelines is
 permissive (``200`` and invalid items dropped and counted) unless ``X-Strict-Mode: 1``.
+
+Virtual clock: a request is processed at ``X-Shopsim-Clock``; a batch (``/v1/batch``, ``/v1/b``,
+``/api/v2/batch``) that also carries ``X-Shopsim-Arrivals`` has each item processed at its own
+arrival time (``clock + offset[i]``), firing what is due before each item (generator/emulator/clock.py).
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ import orjson
 
 from generator.credentials import Credentials
 from generator.emulator import decode, observe_api
-from generator.emulator.clock import CLOCK_HEADER, ClockError, VirtualClock, WallClock, parse_clock_header
+from generator.emulator.clock import (
+    ARRIVALS_HEADER,
+    CLOCK_HEADER,
+    ClockError,
+    VirtualClock,
+    WallClock,
+    parse_arrivals_header,
+    parse_clock_header,
+)
 from generator.emulator.decode import Decoded, DecodeError, ItemError, Op
 from generator.emulator.httpserver import Request, Response
 from generator.emulator.server_faults import ServerFaults
@@ -60,12 +72,27 @@ def _ok() -> Response:
     return Response(200, _EMPTY)
 
 
-def _clock_problem(req: Request) -> Response | None:
-    """A 400 for a malformed ``X-Shopsim-Clock``, checked before anything is processed."""
+def _clock_problem(req: Request, *, batch: bool) -> Response | None:
+    """A 400 for malformed clock headers, checked before anything is processed.
+
+    ``X-Shopsim-Arrivals`` needs ``X-Shopsim-Clock`` (its offsets are relative to it); on an
+    endpoint that takes one item (``batch`` False) it must carry exactly one offset. A batch's
+    offset count is checked against its items once the body is decoded.
+    """
     try:
-        parse_clock_header(req.headers.get(CLOCK_HEADER))
+        clock = parse_clock_header(req.headers.get(CLOCK_HEADER))
+        arrivals = parse_arrivals_header(req.headers.get(ARRIVALS_HEADER))
     except ClockError as exc:
         return _meta_error(400, str(exc))
+    if arrivals is not None:
+        if clock is None:
+            return _meta_error(
+                400, "X-Shopsim-Arrivals needs X-Shopsim-Clock (its offsets are relative to it)"
+            )
+        if not batch and len(arrivals) != 1:
+            return _meta_error(
+                400, f"this endpoint takes one item but X-Shopsim-Arrivals carries {len(arrivals)} offsets"
+            )
     return None
 
 
@@ -162,10 +189,17 @@ class EmulatorApp:
     # ------------------------------------------------------------------ time
 
     def _now(self, req: Request) -> int:
-        """Process time for a request: fire everything due first (virtual clock semantics)."""
-        requested = (
-            parse_clock_header(req.headers.get(CLOCK_HEADER)) if self.clock.mode == "virtual" else None
-        )
+        """Process time for a request: fire everything due first (virtual clock semantics).
+
+        A one-item request's ``X-Shopsim-Arrivals`` offset (validated by :func:`_clock_problem`)
+        is added to its clock.
+        """
+        requested = None
+        if self.clock.mode == "virtual":
+            requested = parse_clock_header(req.headers.get(CLOCK_HEADER))
+            arrivals = parse_arrivals_header(req.headers.get(ARRIVALS_HEADER))
+            if requested is not None and arrivals:
+                requested += arrivals[0]
         now = self.clock.at(requested)
         self.fire(now)
         return now
@@ -185,6 +219,46 @@ class EmulatorApp:
             self.workspace.apply(op, now)
         self.store.barrier()
 
+    def _apply_batch(self, req: Request, decoded: Decoded) -> Response | None:
+        """Apply a batch's operations; a 400 response when ``X-Shopsim-Arrivals`` does not fit it.
+
+        Without the header every item is processed at the request's clock. With it (virtual
+        clock) item ``i`` is processed at ``clock + offset[i]`` after firing every send due by
+        then, exactly as if each item had come in its own request; the wall clock ignores the
+        offsets (after checking them). Nothing is acknowledged before the barrier commits.
+        """
+        arrivals = parse_arrivals_header(req.headers.get(ARRIVALS_HEADER))
+        if arrivals is None:
+            self._apply(decoded.ops, self._now(req))
+            return None
+        if decoded.items is not None and len(arrivals) != decoded.items:
+            return _meta_error(
+                400,
+                f"X-Shopsim-Arrivals carries {len(arrivals)} offsets but the body has {decoded.items} items "
+                "(one offset per item, in body order)",
+            )
+        base = parse_clock_header(req.headers.get(CLOCK_HEADER))
+        if self.clock.mode != "virtual" or base is None:
+            self._apply(decoded.ops, self._now(req))
+            return None
+        clock = self.clock
+        fire_due = self.workspace.campaigns.fire_due
+        apply = self.workspace.apply
+        fired = 0
+        for op, index in zip(decoded.ops, decoded.op_items, strict=True):
+            now = clock.at(base + arrivals[index])
+            # Inline fire (no clock persist per item): the clock is persisted once below,
+            # in the same transaction, before anything is acknowledged.
+            fired += fire_due(now, at_due_time=True)
+            apply(op, now)
+        # The clock ends at the last item's arrival, as if it had come alone (also when it
+        # was invalid and produced no operation).
+        last_fired = self.fire(clock.at(base + arrivals[-1]))
+        if fired and not last_fired and self._on_after_fire is not None:
+            self._on_after_fire()
+        self.store.barrier()
+        return None
+
     # ------------------------------------------------------------------ Track API
 
     def _track(self, req: Request) -> Response:
@@ -200,7 +274,7 @@ class EmulatorApp:
             return _meta_error(
                 401, "Unauthorized request: use Basic auth with your site id and Track API key"
             )
-        bad_clock = _clock_problem(req)
+        bad_clock = _clock_problem(req, batch=route == self._v2_batch)
         if bad_clock is not None:
             return bad_clock
         try:
@@ -333,7 +407,9 @@ class EmulatorApp:
             decoded = decode.track_v2_batch(decode.json_object(raw), raw_size=len(raw))
         except DecodeError as exc:
             return self._v2_error(exc.status, exc)
-        self._apply(decoded.ops, self._now(req))
+        bad_arrivals = self._apply_batch(req, decoded)
+        if bad_arrivals is not None:
+            return bad_arrivals
         if decoded.errors:
             return _json(
                 207,
@@ -371,7 +447,7 @@ class EmulatorApp:
             kind = decode.BROWSER_TYPES[name]
         else:
             kind = name
-        bad_clock = _clock_problem(req)
+        bad_clock = _clock_problem(req, batch=kind is None)
         if bad_clock is not None:
             return bad_clock
         header_ok = self._pipelines_header_auth(req.headers.get("authorization"))
@@ -403,9 +479,11 @@ class EmulatorApp:
                 400,
                 *(f"item {i}: {err.message}" if kind is None else err.message for i, err in decoded.errors),
             )
+        bad_arrivals = self._apply_batch(req, decoded)
+        if bad_arrivals is not None:
+            return bad_arrivals
         for _index, err in decoded.errors:
             self.workspace.note_dropped(err.reason)
-        self._apply(decoded.ops, self._now(req))
         return _ok()
 
     def _pipelines_header_auth(self, header: str | None) -> bool:

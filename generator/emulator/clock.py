@@ -6,6 +6,12 @@
   the wall time. Due messages fire when the clock passes them, before the request is processed.
 - :class:`WallClock`: "now" is the wall time; a scheduler greenlet fires due messages.
 
+A batch request may carry one arrival time per item: ``X-Shopsim-Arrivals`` holds
+comma-separated non-negative ms offsets from ``X-Shopsim-Clock``, one per item in body order,
+non-decreasing. The virtual clock then processes item ``i`` at ``clock + offset[i]`` (firing
+what is due first), exactly as if every item had come in its own request. Like the clock
+header it is harness metadata: the arrival time is what a real workspace observes by itself.
+
 The clock value is persisted (``meta.clock_ms``) so a restarted emulator continues from it.
 """
 
@@ -15,6 +21,9 @@ import time
 from typing import Literal
 
 CLOCK_HEADER = "x-shopsim-clock"
+ARRIVALS_HEADER = "x-shopsim-arrivals"
+MAX_ARRIVAL_OFFSET_MS = 10**12
+"""Offsets beyond ~31 years are certainly a bug in the sender, not a batch window."""
 
 ClockMode = Literal["virtual", "wall"]
 
@@ -31,6 +40,38 @@ def parse_clock_header(value: str | None) -> int | None:
     if not text.lstrip("-").isdigit() or len(text) > 16:
         raise ClockError(f"X-Shopsim-Clock must be an integer epoch-ms value, got {text[:32]!r}")
     return int(text)
+
+
+def parse_arrivals_header(value: str | None) -> tuple[int, ...] | None:
+    """The per-item offsets of ``X-Shopsim-Arrivals`` (None when absent); ClockError when malformed.
+
+    Offsets are non-negative integers in body order and never decrease (items are processed in
+    order, and the clock never goes backwards).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    offsets: list[int] = []
+    previous = 0
+    for index, part in enumerate(text.split(",")):
+        token = part.strip()
+        if not token.isascii() or not token.isdigit() or len(token) > 13:
+            raise ClockError(
+                f"X-Shopsim-Arrivals item {index} must be a non-negative integer ms offset, "
+                f"got {token[:32]!r}"
+            )
+        offset = int(token)
+        if offset > MAX_ARRIVAL_OFFSET_MS:
+            raise ClockError(f"X-Shopsim-Arrivals item {index} offset {offset} ms is implausibly large")
+        if offset < previous:
+            raise ClockError(
+                f"X-Shopsim-Arrivals offsets must not decrease (item {index}: {offset} < {previous})"
+            )
+        offsets.append(offset)
+        previous = offset
+    return tuple(offsets)
 
 
 class VirtualClock:

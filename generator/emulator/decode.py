@@ -138,11 +138,23 @@ Op = IdentifyOp | EventOp | MergeOp | DeleteOp | SuppressOp | NoOp
 
 @dataclass(slots=True)
 class Decoded:
-    """The operations of one request and the problems of its items (index → error)."""
+    """The operations of one request and the problems of its items (index → error).
+
+    ``op_items[k]`` is the body index of the item ``ops[k]`` came from; ``items`` is how many
+    items the body held (None when it has no item list, e.g. a dropped oversize batch). Both
+    let per-item arrival times (``X-Shopsim-Arrivals``) be matched to the operations.
+    """
 
     ops: list[Op] = field(default_factory=list)
     errors: list[tuple[int, ItemError]] = field(default_factory=list)
     oversize: int = 0
+    op_items: list[int] = field(default_factory=list)
+    items: int | None = None
+
+    def add(self, index: int, op: Op) -> None:
+        """Append the operation decoded from body item ``index``."""
+        self.ops.append(op)
+        self.op_items.append(index)
 
 
 # --------------------------------------------------------------------------- body helpers
@@ -573,12 +585,12 @@ def track_v2_batch(body: Mapping[str, Any], *, raw_size: int) -> Decoded:
     items = body.get("batch")
     if not isinstance(items, list):
         raise DecodeError("'batch' must be an array of operations", field="batch", reason="required")
-    out = Decoded()
+    out = Decoded(items=len(items))
     for index, item in enumerate(items):
         try:
             if raw_size > ITEM_LIMIT and _size(item) > ITEM_LIMIT:
                 raise ItemError(f"operation larger than {ITEM_LIMIT} bytes", reason="too_large")
-            out.ops.append(track_v2_item(item))
+            out.add(index, track_v2_item(item))
         except ItemError as exc:
             out.errors.append((index, exc))
     return out
@@ -707,12 +719,13 @@ def pipelines_body(body: Mapping[str, Any], kind: str | None, *, raw_size: int) 
     """A Pipelines call (``kind`` given) or batch (``kind`` None) → ops + dropped items."""
     out = Decoded()
     if kind is not None:
+        out.items = 1
         if raw_size > ITEM_LIMIT:
             out.errors.append((0, ItemError(f"call larger than {ITEM_LIMIT} bytes", reason="too_large")))
             out.oversize += 1
             return out
         try:
-            out.ops.append(pipelines_semantic(pipelines_message(body, kind)))
+            out.add(0, pipelines_semantic(pipelines_message(body, kind)))
         except ItemError as exc:
             out.errors.append((0, exc))
         return out
@@ -726,6 +739,7 @@ def pipelines_body(body: Mapping[str, Any], kind: str | None, *, raw_size: int) 
             (0, ItemError("'batch' must be an array of messages", field="batch", reason="required"))
         )
         return out
+    out.items = len(items)
     shared = body.get("context") if isinstance(body.get("context"), dict) else None
     for index, item in enumerate(items):
         try:
@@ -733,7 +747,7 @@ def pipelines_body(body: Mapping[str, Any], kind: str | None, *, raw_size: int) 
             if raw_size > ITEM_LIMIT and _size(item) > ITEM_LIMIT:
                 out.oversize += 1
                 raise ItemError(f"message larger than {ITEM_LIMIT} bytes", reason="too_large")
-            out.ops.append(pipelines_semantic(pipelines_message(item, None, shared_context=shared)))
+            out.add(index, pipelines_semantic(pipelines_message(item, None, shared_context=shared)))
         except ItemError as exc:
             out.errors.append((index, exc))
     return out

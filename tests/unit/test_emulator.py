@@ -944,3 +944,130 @@ def test_track_v2_anonymous_id_is_refused_where_it_cannot_apply() -> None:
     ]
     status, body, _ = call(app, "POST", "/api/v2/entity", batch[1], at=T0)
     assert status == 400 and body["errors"][0]["field"] == "identifiers.anonymous_id"
+
+
+# --------------------------------------------------------------------------- per-item arrivals
+
+
+def _track(user: str, name: str, event_id: str, **props: object) -> dict:
+    return {"type": "track", "userId": user, "event": name, "messageId": event_id, "properties": props}
+
+
+def _two_carts(app) -> None:
+    """u1 and u2 each enter cart_recovery at T0 (their sends are due at T0 + 1 h)."""
+    for user in ("u1", "u2"):
+        _identify(app, user, email=f"{user}@example.com")
+        _event(app, user, "Added to Cart", at=T0, id=f"C-{user}", data={"cart_total": 30})
+
+
+def _arrivals(*offsets: int, clock: int = T0) -> dict[str, str]:
+    return {"x-shopsim-clock": str(clock), "x-shopsim-arrivals": ",".join(map(str, offsets))}
+
+
+def test_batch_arrivals_process_each_item_at_its_own_time() -> None:
+    app = make_app(CART)
+    _two_carts(app)
+    # one request: u1's purchase 200 ms before its send is due, u2's 200 ms after
+    batch = [_track("u1", "Order Completed", "O1"), _track("u2", "Order Completed", "O2")]
+    status, _, _ = call(
+        app, "POST", "/v1/batch", {"batch": batch}, headers=_arrivals(0, 400, clock=T0 + HOUR - 200)
+    )
+    assert status == 200
+    records = export(app)
+    journeys = {j["person"]: j for j in of_kind(records, "journey")}
+    assert journeys["u1"]["outcome"] == "exited" and journeys["u1"]["exit_event_id"] == "O1"
+    assert journeys["u2"]["outcome"] == "sent" and journeys["u2"]["at_ms"] == T0 + HOUR
+    received = {e["event_id"]: e["received_ms"] for e in of_kind(records, "event")}
+    assert received["O1"] == T0 + HOUR - 200 and received["O2"] == T0 + HOUR + 200
+    assert call(app, "GET", "/_shopsim/clock")[1]["now_ms"] == T0 + HOUR + 200
+
+
+def test_without_arrivals_a_batch_is_processed_at_its_clock() -> None:
+    app = make_app(CART)
+    _two_carts(app)
+    batch = [_track("u1", "Order Completed", "O1"), _track("u2", "Order Completed", "O2")]
+    call(app, "POST", "/v1/batch", {"batch": batch}, at=T0 + HOUR - 200)
+    # both purchases processed at the first one's clock: both exit (the pre-header behaviour)
+    assert {j["outcome"] for j in of_kind(export(app), "journey")} == {"exited"}
+
+
+def test_track_v2_batch_arrivals_skip_invalid_items_and_keep_the_rest_in_place() -> None:
+    app = make_app()
+    ok = {"type": "person", "identifiers": {"id": "u1"}, "action": "event", "name": "Viewed"}
+    bad = {"type": "robot", "action": "identify"}
+    batch = [{**ok, "id": "E1"}, bad, {**ok, "id": "E3"}, bad]
+    status, body, _ = call(app, "POST", "/api/v2/batch", {"batch": batch}, headers=_arrivals(0, 10, 20, 30))
+    assert status == 207 and [e["batch_index"] for e in body["errors"]] == [1, 3]
+    received = {e["event_id"]: e["received_ms"] for e in of_kind(export(app), "event")}
+    assert received == {"E1": T0, "E3": T0 + 20}
+    # the clock ends at the last item's arrival, even though that item was invalid
+    assert call(app, "GET", "/_shopsim/clock")[1]["now_ms"] == T0 + 30
+
+
+def test_browser_batch_and_single_calls_take_arrivals_too() -> None:
+    app = make_app()
+    body = {"batch": [_track("u1", "Viewed", "E1"), _track("u1", "Viewed", "E2")]}
+    assert call(app, "POST", "/v1/b", body, headers=_arrivals(5, 7))[0] == 200
+    assert call(app, "POST", "/v1/track", _track("u1", "Viewed", "E3"), headers=_arrivals(9))[0] == 200
+    status = call(
+        app, "POST", "/api/v1/customers/u1/events", {"name": "Viewed", "id": "E4"}, headers=_arrivals(11)
+    )[0]
+    assert status == 200
+    received = {e["event_id"]: e["received_ms"] for e in of_kind(export(app), "event")}
+    assert received == {"E1": T0 + 5, "E2": T0 + 7, "E3": T0 + 9, "E4": T0 + 11}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "fragment"),
+    [
+        ("/v1/batch", _arrivals(0, 5, 9), "3 offsets but the body has 2 items"),
+        ("/v1/batch", _arrivals(0), "1 offsets but the body has 2 items"),
+        ("/api/v2/batch", _arrivals(0, 1, 2), "3 offsets but the body has 2 items"),
+        ("/v1/batch", _arrivals(5, 3), "must not decrease"),
+        ("/v1/batch", {"x-shopsim-clock": str(T0), "x-shopsim-arrivals": "0,-1"}, "non-negative"),
+        ("/v1/batch", {"x-shopsim-clock": str(T0), "x-shopsim-arrivals": "0,,1"}, "item 1"),
+        ("/v1/batch", {"x-shopsim-clock": str(T0), "x-shopsim-arrivals": "0,1.5"}, "integer"),
+        ("/v1/batch", {"x-shopsim-clock": str(T0), "x-shopsim-arrivals": "0,99999999999999"}, "item 1"),
+        ("/v1/batch", {"x-shopsim-arrivals": "0,1"}, "needs X-Shopsim-Clock"),
+        ("/v1/track", _arrivals(0, 1), "one item"),
+        ("/api/v1/customers/u1/events", _arrivals(0, 1), "one item"),
+    ],
+)
+def test_bad_arrivals_header_is_400_and_nothing_is_stored(path: str, headers: dict, fragment: str) -> None:
+    app = make_app()
+    if path == "/api/v2/batch":
+        item = {"type": "person", "identifiers": {"id": "u1"}, "action": "event", "name": "Viewed"}
+        body: dict = {"batch": [{**item, "id": "E1"}, {**item, "id": "E2"}]}
+    elif path == "/v1/batch":
+        body = {"batch": [_track("u1", "Viewed", "E1"), _track("u1", "Viewed", "E2")]}
+    elif path == "/v1/track":
+        body = _track("u1", "Viewed", "E1")
+    else:
+        body = {"name": "Viewed", "id": "E1"}
+    status, answer, _ = call(app, "POST", path, body, headers=headers)
+    assert status == 400, answer
+    assert fragment in " ".join(answer["meta"]["errors"])
+    assert of_kind(export(app), "event") == []
+    assert call(app, "GET", "/_shopsim/stats")[1]["dropped_items"] == {}
+
+
+def test_wall_clock_checks_arrivals_but_processes_at_the_wall_time() -> None:
+    app = make_app(clock="wall")
+    body = {"batch": [_track("u1", "Viewed", "E1"), _track("u1", "Viewed", "E2")]}
+    assert call(app, "POST", "/v1/batch", body, headers=_arrivals(0, 1, 2))[0] == 400
+    assert call(app, "POST", "/v1/batch", body, headers=_arrivals(0, 3_600_000))[0] == 200
+    received = [e["received_ms"] for e in of_kind(export(app), "event")]
+    assert len(received) == 2 and received[1] - received[0] < 3_600_000
+
+
+def test_arrivals_clock_survives_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "emu.sqlite"
+    app = make_app(CART, db=db)
+    _two_carts(app)
+    batch = [_track("u1", "Viewed", "V1"), _track("u2", "Viewed", "V2")]
+    assert call(app, "POST", "/v1/batch", {"batch": batch}, headers=_arrivals(0, HOUR + 5))[0] == 200
+    app.store.close()
+    again = make_app(CART, db=db)
+    assert call(again, "GET", "/_shopsim/clock")[1]["now_ms"] == T0 + HOUR + 5
+    assert {j["outcome"] for j in of_kind(export(again), "journey")} == {"sent"}
+    again.store.close()
