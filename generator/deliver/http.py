@@ -6,16 +6,20 @@ through a :class:`~generator.deliver.transport.Transport` and settles every plan
 the :class:`~generator.deliver.ledger.Ledger` exactly once.
 
 Grouping. Batching APIs (``encoder.batching``) take up to ``batch_size`` deliveries whose
-schedule times lie within ``batch_window_ms`` of the group's first one; ``encoder.batches`` then
-cuts by bytes (and isolates oversize items). ``batch_size <= 1`` or a non-batching API sends one
-request per event through ``encoder.encode`` (the single-call endpoints).
+schedule times lie within ``batch_window_ms`` of the group's first one (default: 60 s of arrival
+time on the virtual clock, 1 s of due time on the wall clock); ``encoder.batches`` then cuts by
+bytes (and isolates oversize items). ``batch_size <= 1`` or a non-batching API sends one request
+per event through ``encoder.encode`` (the single-call endpoints).
 
 Clocks (DESIGN.md, "Two clocks"):
 
 - ``virtual``: requests go out one at a time, in arrival order, as fast as the target answers;
-  each carries ``X-Shopsim-Clock: <epoch ms>`` = the ``arrival_ms`` of its first delivery, so an
-  emulator sees exactly the planned arrival order and times. The batch window is measured in
-  arrival time. Timestamps are sent as planned.
+  each carries ``X-Shopsim-Clock: <epoch ms>`` = the ``arrival_ms`` of its first delivery, and a
+  batch request also ``X-Shopsim-Arrivals: <offset>,<offset>,...`` = every item's ``arrival_ms``
+  minus that clock, in body order. The emulator processes each item at its own arrival time, so
+  it sees exactly the planned arrival order and times however many events share a request; the
+  batch window (arrival time) only bounds how far one request reaches, to keep progress and
+  retries granular. Timestamps are sent as planned.
 - ``wall``: up to ``concurrency`` requests in flight on a keep-alive pool. With ``speed`` a
   delivery is due at ``start + (arrival_ms - origin) / speed`` (origin = the first planned
   arrival) and timestamps become ``start + (timestamp_ms - origin) / speed``: the simulated
@@ -64,6 +68,7 @@ from generator.simulate.seeding import Global, global_rng
 from generator.wire import ITEM_LIMIT_BYTES, Encoder, WireRequest
 
 __all__ = [
+    "ARRIVALS_HEADER",
     "CLOCK_HEADER",
     "RateLimiter",
     "RetryPolicy",
@@ -72,7 +77,17 @@ __all__ = [
 ]
 
 CLOCK_HEADER = "X-Shopsim-Clock"
+ARRIVALS_HEADER = "X-Shopsim-Arrivals"
 RETRY_HEADER = "X-Retry-Count"
+
+# Default batch windows: on the virtual clock every item carries its own arrival time, so the
+# window only bounds a request's reach (progress, retry granularity); on the wall clock with
+# --speed it bounds how long the first event of a batch waits for the last one to be due.
+VIRTUAL_BATCH_WINDOW_MS = 60_000
+WALL_BATCH_WINDOW_MS = 1_000
+# X-Shopsim-Arrivals stays well under an HTTP server's header limit (the emulator's is 16 KB):
+# a virtual-clock batch is cut before its offsets would need more bytes than this.
+_ARRIVALS_BUDGET_BYTES = 8_000
 
 # The documented limit behind an encoder's ``oversize`` flag; used only to word the rejection.
 _OVERSIZE_LIMITS = {
@@ -235,12 +250,19 @@ class _Sender:
         self.wall_s = wall_s
         self.limiter = limiter
 
-    def send(self, wreq: WireRequest, items: Sequence[Item], clock_ms: int | None) -> None:
-        """Deliver ``wreq`` (carrying ``items`` in body order) and settle every item."""
+    def send(
+        self, wreq: WireRequest, items: Sequence[Item], clock_ms: int | None, arrivals: str | None = None
+    ) -> None:
+        """Deliver ``wreq`` (carrying ``items`` in body order) and settle every item.
+
+        ``clock_ms`` and ``arrivals`` are the virtual-clock headers (see :func:`arrival_offsets`).
+        """
         headers = dict(self.base_headers)
         headers["Content-Type"] = wreq.content_type
         if clock_ms is not None:
             headers[CLOCK_HEADER] = str(clock_ms)
+        if arrivals is not None:
+            headers[ARRIVALS_HEADER] = arrivals
         ledger = self.ledger
         attempt = 0
         while True:
@@ -328,6 +350,24 @@ def _partial_failures(body: bytes, count: int) -> dict[int, str]:
 # --------------------------------------------------------------------------- grouping
 
 
+def arrival_offsets(items: Sequence[Item]) -> tuple[int, str]:
+    """The virtual-clock headers of a request: (``X-Shopsim-Clock``, ``X-Shopsim-Arrivals``).
+
+    The clock is the first item's arrival; the offsets are each item's arrival minus it, in body
+    order. Groups are cut where arrivals decrease, so offsets never do; should an encoder ever
+    reorder a batch, an item is held at its predecessor's time (the target processes items in
+    body order and its clock never goes backwards).
+    """
+    clock = items[0][1].arrival_ms
+    parts: list[str] = []
+    previous = 0
+    for _, delivery in items:
+        offset = max(previous, delivery.arrival_ms - clock)
+        parts.append(str(offset))
+        previous = offset
+    return clock, ",".join(parts)
+
+
 def _wire_requests(
     encoder: Encoder, items: Sequence[Item], events: Sequence[Event], *, per_call: bool, batch_size: int
 ) -> tuple[list[tuple[WireRequest, list[Item]]], list[tuple[Item, str]]]:
@@ -404,7 +444,7 @@ def send_plan(
     keep_timestamps: bool = False,
     concurrency: int = 10,
     batch_size: int = 100,
-    batch_window_ms: int = 1000,
+    batch_window_ms: int | None = None,
     rps: float | None = None,
     ledger: Ledger,
     send_oversize: bool = False,
@@ -422,8 +462,10 @@ def send_plan(
     ``target`` must already have passed :func:`generator.targets.check_target`. The caller owns
     ``ledger`` (and closes it); a transport given by the caller is not closed here. ``sleep``,
     ``monotonic`` and ``wall_s`` are injectable so tests never wait; ``jitter_seed`` seeds the
-    retry jitter (which never changes what is sent). Returns after every planned delivery is
-    settled; raises only for bad arguments or an internal error (the ledger is balanced first).
+    retry jitter (which never changes what is sent). ``batch_window_ms`` None picks the clock's
+    default (:data:`VIRTUAL_BATCH_WINDOW_MS`, :data:`WALL_BATCH_WINDOW_MS`). Returns after every
+    planned delivery is settled; raises only for bad arguments or an internal error (the ledger
+    is balanced first).
     """
     if clock not in ("virtual", "wall"):
         raise DeliveryError(f"--clock must be 'virtual' or 'wall', got {clock!r}")
@@ -431,6 +473,8 @@ def send_plan(
         raise DeliveryError(f"--concurrency must be at least 1, got {concurrency}")
     if batch_size < 1:
         raise DeliveryError(f"--batch-size must be at least 1, got {batch_size}")
+    if batch_window_ms is None:
+        batch_window_ms = VIRTUAL_BATCH_WINDOW_MS if clock == "virtual" else WALL_BATCH_WINDOW_MS
     if batch_window_ms < 0:
         raise DeliveryError(f"--batch-window must not be negative, got {batch_window_ms} ms")
     if speed is not None and not speed > 0:
@@ -546,8 +590,12 @@ class _Run:
         ledger = self.ledger
         cap = self.group_cap
         window = float(self.batch_window_ms) if (self.virtual or self.speed is not None) else math.inf
+        # Virtual clock: X-Shopsim-Arrivals needs non-decreasing offsets that fit the header budget.
+        budget = _ARRIVALS_BUDGET_BYTES if self.virtual and not self.per_call else math.inf
         group: list[Item] = []
         first_key = 0.0
+        last_key = 0.0
+        header_bytes = 0
         for delivery in plan:
             if self._origin_ms is None:
                 self._origin_ms = delivery.arrival_ms
@@ -558,11 +606,20 @@ class _Run:
                 ledger.settle(token, State.DROPPED_BY_FAULT, reason="dropped by fault plan")
                 continue
             key = self._schedule_key(delivery)
-            if group and (len(group) >= cap or key - first_key > window):
-                yield group
-                group = []
+            if group:
+                header_bytes += len(str(int(key - first_key))) + 1
+                if (
+                    len(group) >= cap
+                    or key - first_key > window
+                    or header_bytes > budget
+                    or (self.virtual and key < last_key)
+                ):
+                    yield group
+                    group = []
             if not group:
                 first_key = key
+                header_bytes = 2  # "0,"
+            last_key = key
             group.append((token, delivery))
         ledger.flush()
         if group:
@@ -615,7 +672,11 @@ class _Run:
                     if wreq.oversize and not self.send_oversize:
                         self._reject_oversize(wreq, items)
                     elif pool is None:
-                        self.sender.send(wreq, items, items[0][1].arrival_ms if self.virtual else None)
+                        if self.virtual and not self.per_call:
+                            clock_ms, arrivals = arrival_offsets(items)
+                            self.sender.send(wreq, items, clock_ms, arrivals)
+                        else:
+                            self.sender.send(wreq, items, items[0][1].arrival_ms if self.virtual else None)
                         self._report()
                     else:
                         self._spawn(pool, wreq, items)

@@ -14,7 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator.credentials import LOCAL_DEFAULTS
-from generator.deliver.http import CLOCK_HEADER, RateLimiter, RetryPolicy, parse_retry_after, send_plan
+from generator.deliver.http import (
+    ARRIVALS_HEADER,
+    CLOCK_HEADER,
+    VIRTUAL_BATCH_WINDOW_MS,
+    RateLimiter,
+    RetryPolicy,
+    arrival_offsets,
+    parse_retry_after,
+    send_plan,
+)
 from generator.deliver.ledger import Ledger, State
 from generator.deliver.transport import FunctionTransport, Request, Response, TransportError
 from generator.errors import DeliveryError
@@ -372,7 +381,9 @@ def test_virtual_clock_keeps_timestamps():
 
 def test_virtual_retry_blocks_later_requests():
     plan = make_plan(6, step_ms=2000)  # one event per request with a 1 s window
-    counts, transport, _, _ = send(plan, scripted(Response(503), Response(503)), clock="virtual")
+    counts, transport, _, _ = send(
+        plan, scripted(Response(503), Response(503)), clock="virtual", batch_window_ms=1000
+    )
     assert counts.acknowledged == 6
     stamps = [int(r.headers[CLOCK_HEADER]) for r in transport.requests]
     assert stamps == sorted(stamps)
@@ -382,6 +393,104 @@ def test_virtual_retry_blocks_later_requests():
 def test_wall_clock_sends_no_clock_header():
     _, transport, _, _ = send(make_plan(2), scripted(), clock="wall")
     assert CLOCK_HEADER not in transport.requests[0].headers
+
+
+def _offsets(req: Request) -> list[int]:
+    return [int(part) for part in req.headers[ARRIVALS_HEADER].split(",")]
+
+
+@pytest.mark.parametrize("api", ["pipelines", "browser", "track-v2"])
+def test_virtual_batches_carry_every_items_arrival(api: str):
+    plan = make_plan(40, step_ms=300)  # 12 s of arrivals: one request under the 60 s default window
+    counts, transport, _, _ = send(plan, scripted(), api=api, clock="virtual")
+    assert counts.acknowledged == 40 and len(transport.requests) == 1
+    (req,) = transport.requests
+    assert req.path in ("/v1/batch", "/v1/b", "/api/v2/batch")
+    clock = int(req.headers[CLOCK_HEADER])
+    assert clock == plan[0].arrival_ms
+    arrival = {d.event.id: d.arrival_ms for d in plan}
+    if api != "browser":  # the browser body is text/plain JSON with the same items
+        assert [clock + off for off in _offsets(req)] == [arrival[i] for i in ids_in(req)]
+    assert _offsets(req) == [d.arrival_ms - clock for d in plan]
+
+
+def test_virtual_window_defaults_to_a_minute_and_stays_configurable():
+    plan = make_plan(30, step_ms=5_000)  # 145 s of arrivals
+    _, transport, _, _ = send(plan, scripted(), clock="virtual")
+    assert len(transport.requests) == 3
+    for req in transport.requests:
+        assert _offsets(req)[-1] <= VIRTUAL_BATCH_WINDOW_MS
+    _, transport, _, _ = send(plan, scripted(), clock="virtual", batch_window_ms=10_000)
+    assert len(transport.requests) == 10 and all(
+        _offsets(r) == [0, 5_000, 10_000] for r in transport.requests
+    )
+
+
+def test_virtual_single_calls_and_wall_batches_carry_no_arrivals():
+    _, transport, _, _ = send(make_plan(3), scripted(), api="track-v1", clock="virtual")
+    assert len(transport.requests) == 3
+    assert all(ARRIVALS_HEADER not in r.headers and CLOCK_HEADER in r.headers for r in transport.requests)
+    _, transport, _, _ = send(make_plan(3), scripted(), clock="virtual", batch_size=1)
+    assert all(ARRIVALS_HEADER not in r.headers for r in transport.requests)
+    _, transport, _, _ = send(make_plan(3), scripted(), clock="wall")
+    assert all(ARRIVALS_HEADER not in r.headers for r in transport.requests)
+
+
+def test_virtual_retries_resend_the_same_arrivals():
+    plan = make_plan(5, step_ms=700)
+    _, transport, _, _ = send(plan, scripted(Response(503)), clock="virtual")
+    first, retry = transport.requests
+    assert retry.headers["X-Retry-Count"] == "1"
+    assert retry.headers[ARRIVALS_HEADER] == first.headers[ARRIVALS_HEADER] == "0,700,1400,2100,2800"
+
+
+def test_virtual_byte_split_batches_restart_their_offsets():
+    plan = make_plan(6, step_ms=1000)
+    counts, transport, _, _ = send(plan, scripted(), clock="virtual", batch_size=2)
+    assert counts.acknowledged == 6
+    assert [r.headers[ARRIVALS_HEADER] for r in transport.requests] == ["0,1000"] * 3
+    assert [int(r.headers[CLOCK_HEADER]) for r in transport.requests] == [d.arrival_ms for d in plan[::2]]
+
+
+def test_virtual_batches_are_cut_where_arrivals_go_back():
+    plan = make_plan(4, step_ms=1000)
+    shuffled = [plan[0], plan[2], plan[1], plan[3]]  # a plan out of arrival order
+    counts, transport, _, _ = send(shuffled, scripted(), clock="virtual")
+    assert counts.acknowledged == 4
+    for req in transport.requests:
+        offsets = _offsets(req)
+        assert offsets == sorted(offsets) and offsets[0] == 0
+    assert [ids_in(r) for r in transport.requests] == [
+        [plan[0].event.id, plan[2].event.id],
+        [plan[1].event.id, plan[3].event.id],
+    ]
+
+
+def test_virtual_arrivals_header_stays_within_its_budget():
+    plan = make_plan(3000, step_ms=19)  # 57 s of arrivals: 3000 offsets would be ~17 KB
+    counts, transport, _, _ = send(plan, scripted(), clock="virtual", batch_size=5000)
+    assert counts.acknowledged == 3000 and len(transport.requests) > 1
+    assert all(len(r.headers[ARRIVALS_HEADER]) <= 8_000 for r in transport.requests)
+    assert sum(len(_offsets(r)) for r in transport.requests) == 3000
+
+
+@given(gaps=st.lists(st.integers(0, 90_000), min_size=1, max_size=40))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_arrival_offsets_rebuild_every_arrival(gaps: list[int]):
+    plan = make_plan(len(gaps))
+    arrival = T0
+    items = []
+    for token, (gap, delivery) in enumerate(zip(gaps, plan, strict=True)):
+        arrival += gap
+        items.append((token, Delivery(**{**_fields(delivery), "arrival_ms": arrival})))
+    clock, header = arrival_offsets(items)
+    offsets = [int(x) for x in header.split(",")]
+    assert clock == items[0][1].arrival_ms and offsets[0] == 0
+    assert [clock + off for off in offsets] == [d.arrival_ms for _, d in items]
+
+
+def _fields(delivery: Delivery) -> dict:
+    return {name: getattr(delivery, name) for name in Delivery.__slots__}
 
 
 # --------------------------------------------------------------------------- wall clock timestamps
