@@ -22,6 +22,9 @@ from generator.scenario.model import PropertySpec, Scenario
 
 HOUR_MS = 3_600_000
 MAX_EXAMPLES = 3
+_CONFORM_CACHE_MAX = 200_000
+"""Distinct (call type, name, property names, value types) signatures whose conformance verdict is
+cached; beyond it (a catalog of millions of page names) events are checked in full."""
 
 
 class DeliveryInfo(NamedTuple):
@@ -141,6 +144,9 @@ class EvidenceBuilder:
         self._plan_events = plan.all_events
         self._compiled: dict[str, tuple[frozenset[str], dict[str, tuple[tuple[type, ...], str]]]] = {}
         self._compiled_page = _compile(plan.page_properties)
+        self._conform_cache: dict[
+            tuple[bool, str, tuple[str, ...], tuple[type, ...]], tuple[tuple[str, str, str], ...]
+        ] = {}
         self._campaigns = bool(scenario.campaigns)
         self.shoppers: dict[int, ShopperTruth] = {}
         self.person_shopper: dict[str, int] = {}
@@ -339,56 +345,79 @@ class EvidenceBuilder:
 
     def _conform(self, event: Event, faults: tuple[str, ...]) -> None:
         # Tracking-plan conformance of what was delivered (Segment Protocols' violation kinds).
-        # The plan is compiled per event name into (required names, property → (allowed python
-        # types, type name)); a conforming event costs one C-level set difference and one pass
-        # over the properties it carries.
+        # The verdict depends only on the event's name, its property names (in order) and the
+        # python types of their values, so it is computed once per such signature and cached:
+        # a delivered event then costs two C-level tuple builds and one dict lookup. The one
+        # value-dependent rule (a float that is a whole number passes an integer property) makes
+        # a signature uncacheable; those events take the full path every time.
         kind = event.type
-        if kind is CallType.TRACK:
+        if kind is not CallType.TRACK and kind is not CallType.PAGE:
+            return
+        props = event.properties
+        signature = (kind is CallType.TRACK, event.name, tuple(props), tuple(map(type, props.values())))
+        found = self._conform_cache.get(signature)
+        if found is None:
+            found, cacheable = self._conform_slow(event)
+            if cacheable and len(self._conform_cache) < _CONFORM_CACHE_MAX:
+                self._conform_cache[signature] = found
+        for kind_name, field_path, description in found:
+            self._violate(kind_name, event, field_path, description, faults)
+
+    def _conform_slow(self, event: Event) -> tuple[tuple[tuple[str, str, str], ...], bool]:
+        """(violations as (kind, field path, description), whether they depend only on the
+        event's signature) of one track or page event against the plan compiled per event name
+        into (required names, property → (allowed python types, type name))."""
+        found: list[tuple[str, str, str]] = []
+        cacheable = True
+        if event.type is CallType.TRACK:
             compiled = self._compiled.get(event.name)
             if compiled is None:
                 if event.name not in self._plan_events:
-                    self._violate(
-                        "Unplanned-Event",
-                        event,
-                        "event",
-                        f"event {event.name!r} is not in the tracking plan",
-                        faults,
+                    found.append(
+                        ("Unplanned-Event", "event", f"event {event.name!r} is not in the tracking plan")
                     )
-                    return
+                    return tuple(found), cacheable
                 compiled = self._compiled[event.name] = _compile(self._plan_events[event.name].properties)
-        elif kind is CallType.PAGE:
-            compiled = self._compiled_page
         else:
-            return
+            compiled = self._compiled_page
         required, types = compiled
         props = event.properties
         missing = required - props.keys()
         for prop, value in props.items():
             spec = types.get(prop)
             if spec is None:
-                self._violate(
-                    "Unplanned-Property",
-                    event,
-                    f"properties.{prop}",
-                    f"property {prop!r} is not planned for {event.name!r}",
-                    faults,
+                found.append(
+                    (
+                        "Unplanned-Property",
+                        f"properties.{prop}",
+                        f"property {prop!r} is not planned for {event.name!r}",
+                    )
                 )
             elif type(value) not in spec[0]:
                 if value is None:
                     if prop in required:
                         missing = missing | {prop}
-                elif not (spec[1] == "integer" and type(value) is float and value.is_integer()):
-                    self._violate(
-                        "Datatype",
-                        event,
-                        f"properties.{prop}",
-                        f"{prop!r} must be {spec[1]}, got {_json_type(value)}",
-                        faults,
+                elif spec[1] == "integer" and type(value) is float:
+                    cacheable = False
+                    if not value.is_integer():
+                        found.append(
+                            (
+                                "Datatype",
+                                f"properties.{prop}",
+                                f"{prop!r} must be {spec[1]}, got {_json_type(value)}",
+                            )
+                        )
+                else:
+                    found.append(
+                        (
+                            "Datatype",
+                            f"properties.{prop}",
+                            f"{prop!r} must be {spec[1]}, got {_json_type(value)}",
+                        )
                     )
         for prop in missing:
-            self._violate(
-                "Required", event, f"properties.{prop}", f"required property {prop!r} is missing", faults
-            )
+            found.append(("Required", f"properties.{prop}", f"required property {prop!r} is missing"))
+        return tuple(found), cacheable
 
     def _violate(
         self, kind: str, event: Event, field_name: str, description: str, faults: tuple[str, ...]
