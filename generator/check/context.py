@@ -52,8 +52,10 @@ class CheckContext:
     ledger_path: Path | None = None
     extra_metrics: dict[str, float | None] = field(default_factory=dict)
     clock_tolerance_ms: int = 1000
-    """The sender's batch window: every event of one request is processed at its first event's
-    arrival, so decisions between events closer than this may go either way."""
+    """How close an exit and a send may be and still be blamed on a coarse request clock
+    ("batch_clock"). ``shopsim run``/``send`` on the virtual clock are exact (``X-Shopsim-Arrivals``
+    gives every batch item its own arrival), so no disagreement there should ever need it; it is
+    kept for load runs, whose scaled clock stamps a request with its actual send instant."""
 
     def reproduce(self, shopper: int | None) -> str:
         """The command that replays one shopper of this run."""
