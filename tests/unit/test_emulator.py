@@ -7,7 +7,10 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from generator.emulator.clock import ClockError, parse_arrivals_header
 from generator.emulator.decode import PAGE_NAME_LIMIT
 from generator.emulator.server_faults import ServerFaults, parse_latency
 from generator.emulator.webhooks import payload, sign, verify
@@ -1071,3 +1074,49 @@ def test_arrivals_clock_survives_a_restart(tmp_path: Path) -> None:
     assert call(again, "GET", "/_shopsim/clock")[1]["now_ms"] == T0 + HOUR + 5
     assert {j["outcome"] for j in of_kind(export(again), "journey")} == {"sent"}
     again.store.close()
+
+
+@given(st.text(max_size=60))
+def test_parsing_any_arrivals_header_either_succeeds_or_is_a_clock_error(text: str) -> None:
+    try:
+        offsets = parse_arrivals_header(text)
+    except ClockError:
+        return
+    assert offsets is None or (all(o >= 0 for o in offsets) and list(offsets) == sorted(offsets))
+
+
+_STEP = st.tuples(
+    st.sampled_from(["u1", "u2", "u3"]),
+    st.sampled_from(["Added to Cart", "Order Completed", "Product Viewed"]),
+    st.integers(0, 40 * 60_000),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(_STEP, min_size=1, max_size=12), tail=st.integers(0, 2 * HOUR))
+def test_a_batch_with_arrivals_equals_one_request_per_item(steps: list, tail: int) -> None:
+    """Per-item arrivals make a batch indistinguishable from sending its items one by one."""
+    items, arrivals, at = [], [], T0 + HOUR - 30 * 60_000
+    for n, (user, name, gap) in enumerate(steps):
+        at += gap
+        items.append(_track(user, name, f"E{n}", cart_total=30))
+        arrivals.append(at)
+    apps = make_app(CART), make_app(CART)
+    for app in apps:
+        _two_carts(app)
+        _identify(app, "u3", email="u3@example.com")
+    batched, alone = apps
+    status, _, _ = call(
+        batched,
+        "POST",
+        "/v1/batch",
+        {"batch": items},
+        headers=_arrivals(*(a - arrivals[0] for a in arrivals), clock=arrivals[0]),
+    )
+    assert status == 200
+    for item, arrival in zip(items, arrivals, strict=True):
+        assert call(alone, "POST", "/v1/track", item, at=arrival)[0] == 200
+    end = arrivals[-1] + tail + 2 * HOUR
+    for app in apps:
+        assert call(app, "POST", "/_shopsim/clock", {"now_ms": end})[0] == 200
+    assert export(batched) == export(alone)
