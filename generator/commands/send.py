@@ -105,9 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-window",
         type=duration_ms,
-        default=1000,
+        default=None,
         metavar="DURATION",
-        help="longest arrival-time span of one batch (default 1s)",
+        help="longest arrival-time span of one batch (default: 1s on the wall clock, 60s on the virtual "
+        "clock, where each item carries its own arrival time)",
     )
     parser.add_argument(
         "--max-attempts", type=positive_int, default=5, help="attempts per request (default 5)"
