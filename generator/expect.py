@@ -158,13 +158,21 @@ def trigger_matches(campaign: Campaign, event: Event, history: Mapping[str, list
     behavior = trigger.behavior
     if behavior is None:
         return True
+    # Plain loops, not generator expressions: this runs for every candidate trigger event.
     ts = event.timestamp_ms
     lo = ts - behavior.within
-    count = sum(1 for t in history.get(behavior.event, ()) if lo <= t <= ts)
+    count = 0
+    for t in history.get(behavior.event, ()):
+        if lo <= t <= ts:
+            count += 1
     if count < behavior.at_least:
         return False
     lo_not = ts - behavior.exclusion_window
-    return not any(lo_not <= t <= ts for name in behavior.and_not for t in history.get(name, ()))
+    for name in behavior.and_not:
+        for t in history.get(name, ()):
+            if lo_not <= t <= ts:
+                return False
+    return True
 
 
 def filters_match(campaign: Campaign, event: Event) -> bool:
@@ -213,14 +221,22 @@ class TruthEngine:
         entries: dict[str, list[int]] = {}
         # Open entries per campaign: [trigger event, send_ms]; an exit closes them.
         active: dict[str, list[tuple[Event, int]]] = {}
+        history_names = rules.history_names
+        exits_of = rules.by_exit.get
+        triggers_of = rules.by_trigger.get
+        track = CallType.TRACK
         for event in ordered:
-            if event.type is not CallType.TRACK:
+            if event.type is not track:
                 continue  # only track events trigger, exit or count for behaviour (pages, screens: no)
             name = event.name
             ts = event.timestamp_ms
-            if name in rules.history_names:
+            if name in history_names:
                 history.setdefault(name, []).append(ts)
-            for campaign_name in rules.by_exit.get(name, ()):
+            for campaign_name in exits_of(name, ()):
+                if not active.get(campaign_name):
+                    # Keep the key (its position orders the final SEND expectations).
+                    active[campaign_name] = []
+                    continue
                 still = []
                 for trig, send_ms in active.get(campaign_name, ()):
                     if ts < send_ms:
@@ -237,7 +253,7 @@ class TruthEngine:
                     else:
                         still.append((trig, send_ms))
                 active[campaign_name] = still
-            for campaign_name, campaign in rules.by_trigger.get(name, ()):
+            for campaign_name, campaign in triggers_of(name, ()):
                 if not trigger_matches(campaign, event, history):
                     continue
                 send_ms = ts + campaign.delay
