@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -37,24 +36,39 @@ SEED = 20261102
 CHUNK = 2_000  # shoppers per untimed message-building chunk of the ceiling measurement
 
 
+# The child reports its own peak RSS (VmHWM of its address space). The parent's
+# RUSAGE_CHILDREN ru_maxrss would not do: it is the max over every child so far, and Linux
+# carries a pre-exec high-water mark across execve, so a large parent inflates it.
+_GENERATE_WITH_HWM = """
+import sys
+from generator.cli import main
+code = main(sys.argv[1:])
+with open("/proc/self/status") as status:
+    hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(f"VmHWM {hwm}", file=sys.stderr)
+raise SystemExit(code)
+"""
+
+
 def _generate_subprocess(shoppers: int) -> dict[str, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     args = ["generate", str(SCENARIO), "--shoppers", str(shoppers), "--seed", str(SEED), "-o", os.devnull]
     proc = subprocess.run(
-        [sys.executable, "-m", "generator", *args],
+        [sys.executable, "-c", _GENERATE_WITH_HWM, *args],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     )
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    hwm = re.search(r"VmHWM (\d+)", proc.stderr)
+    if hwm is None:
+        raise RuntimeError(f"no VmHWM from the generate child: {proc.stderr.strip()}")
+    peak_kb = int(hwm.group(1))
     match = re.search(r"([\d,]+) shoppers, ([\d,]+) events in ([\d.]+) s", proc.stderr)
     if match is None:
         raise RuntimeError(f"unexpected generate summary: {proc.stderr.strip()}")
     events = int(match.group(2).replace(",", ""))
     seconds = float(match.group(3))
-    # ru_maxrss of children is the max over all children so far: only trust it if it grew.
-    return {"events": events, "seconds": seconds, "peak_rss_mb": max(peak_kb, before) / 1024}
+    return {"events": events, "seconds": seconds, "peak_rss_mb": peak_kb / 1024}
 
 
 def run(out_dir: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Figures (written to ``<out_dir>/simulate.json``):
 - ``orjson_events_per_s``: the same events as plain dicts through ``orjson.dumps`` alone, for
   scale (the ceiling the issue compares generation against).
 - ``peak_rss_mb``: peak resident set size of a fresh interpreter that imports shopsim and
-  streams 10k and 1M shoppers through ``simulate()`` (``resource.getrusage`` maxrss), plus the
+  streams 10k and 1M shoppers through ``simulate()`` (peak RSS from ``/proc/self/status`` VmHWM), plus the
   same interpreter's RSS after imports, so "flat" is visible as the difference.
 """
 
@@ -28,16 +28,24 @@ SCENARIO = ROOT / "scenarios" / "d2c_cart_recovery.yaml"
 THROUGHPUT_SHOPPERS = 100_000
 RSS_SHOPPERS = (10_000, 1_000_000)
 
+# Peak RSS is read from VmHWM (kB), which belongs to the process's own address space. ru_maxrss
+# would not do: Linux carries the pre-exec high-water mark across execve, so a child spawned by a
+# large parent (``make bench`` runs every benchmark in one interpreter) reports the parent's size.
 _RSS_PROBE = """
-import resource, sys
+import sys
 from generator.scenario import load_scenario
 from generator.simulate import simulate
+
+def hwm_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
 scenario = load_scenario(sys.argv[1])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_kb()
 n = 0
 for _ in simulate(scenario, seed=1, shoppers=int(sys.argv[2])):
     n += 1
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kb()
 print(base, peak, n)
 """
 
