@@ -36,6 +36,7 @@ from generator.check import (
     run_checks,
 )
 from generator.check import evaluate as evaluate_thresholds
+from generator.check.context import DEFAULT_CLOCK_TOLERANCE_MS
 from generator.credentials import LOCAL_DEFAULTS, Credentials, load_credentials
 from generator.errors import ScenarioError, TargetError
 from generator.events import Observation
@@ -393,6 +394,9 @@ def run(
             write_data=write_data,
             console=out,
             quiet=quiet,
+            # The virtual clock is exact (every batch item carries its own arrival), so no
+            # disagreement may be excused as coarse request timing: it would hide a real bug.
+            clock_tolerance_ms=0 if the_clock == "virtual" else DEFAULT_CLOCK_TOLERANCE_MS,
         )
     finally:
         if receiver is not None:
@@ -432,6 +436,7 @@ def evaluate(
     write_data: bool = True,
     console: Console | None = None,
     quiet: bool = False,
+    clock_tolerance_ms: int = DEFAULT_CLOCK_TOLERANCE_MS,
 ) -> RunResult:
     """Checks, thresholds and reports for a run whose deliveries and observations are done.
 
@@ -446,6 +451,7 @@ def evaluate(
         scenario_path=scenario_path,
         seed=seed,
         ledger_path=run_dir / "ledger.ndjson",
+        clock_tolerance_ms=clock_tolerance_ms,
     )
     result = run_checks(ctx)
     for key, value in (extra_metrics or {}).items():

@@ -41,6 +41,10 @@ class Pairing:
     """``id(expectation)`` → the observed send that served it."""
 
 
+DEFAULT_CLOCK_TOLERANCE_MS = 1000
+"""How far apart an exit and a send may be and still be blamed on a coarse request clock."""
+
+
 @dataclass
 class CheckContext:
     """Inputs of one check run."""
@@ -51,7 +55,7 @@ class CheckContext:
     seed: int
     ledger_path: Path | None = None
     extra_metrics: dict[str, float | None] = field(default_factory=dict)
-    clock_tolerance_ms: int = 1000
+    clock_tolerance_ms: int = DEFAULT_CLOCK_TOLERANCE_MS
     """How close an exit and a send may be and still be blamed on a coarse request clock
     ("batch_clock"). ``shopsim run``/``send`` on the virtual clock are exact (``X-Shopsim-Arrivals``
     gives every batch item its own arrival), so no disagreement there should ever need it; it is
