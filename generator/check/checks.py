@@ -19,6 +19,13 @@ def _ratio(num: int, den: int) -> float:
     return 1.0 if den == 0 else num / den
 
 
+def _counts(out: Collector, metric: str, per_campaign: dict[str, int]) -> None:
+    """Emit ``metric`` as the total over campaigns and once per campaign (``metric[campaign]``)."""
+    out.metric(metric, sum(per_campaign.values()))
+    for campaign, n in per_campaign.items():
+        out.metric(metric, n, scope=campaign)
+
+
 @check
 def trigger_recall(ctx: CheckContext, out: Collector) -> None:
     """Share of the truth's expected messages that were sent (per campaign and overall)."""
@@ -87,9 +94,7 @@ def suppression_violations(ctx: CheckContext, out: Collector) -> None:
                 event_id=send.trigger_event_id,
             )
         )
-    out.metric("suppression_violations", sum(per.values()))
-    for cname, n in per.items():
-        out.metric("suppression_violations", n, scope=cname)
+    _counts(out, "suppression_violations", per)
 
 
 @check
@@ -119,9 +124,7 @@ def false_triggers(ctx: CheckContext, out: Collector) -> None:
                 event_id=send.trigger_event_id,
             )
         )
-    out.metric("false_triggers", sum(per.values()))
-    for campaign, n in per.items():
-        out.metric("false_triggers", n, scope=campaign)
+    _counts(out, "false_triggers", per)
 
 
 @check
@@ -168,9 +171,7 @@ def duplicate_entries(ctx: CheckContext, out: Collector) -> None:
                     event_id=delivered_id,
                 )
             )
-    out.metric("duplicate_entries", sum(per.values()))
-    for campaign_name, n in per.items():
-        out.metric("duplicate_entries", n, scope=campaign_name)
+    _counts(out, "duplicate_entries", per)
 
 
 @check
