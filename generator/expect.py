@@ -521,44 +521,20 @@ class DeliveredEngine:
             active = person.active.get(entry.campaign)
             if active is not None and entry in active:
                 active.remove(entry)
-            if not person.email:
-                out.append(
-                    _exp(
-                        "delivered",
-                        entry.campaign,
-                        entry.person,
-                        entry.trigger,
-                        ts_entry=entry.entry_ms,
-                        outcome=Outcome.NO_SEND,
-                        send_ms=entry.send_ms,
-                        reason="no_email",
-                    )
+            # The platform drops a due message for a person it cannot email, else sends it.
+            reason = "no_email" if not person.email else "unsubscribed" if person.unsubscribed else ""
+            out.append(
+                _exp(
+                    "delivered",
+                    entry.campaign,
+                    entry.person,
+                    entry.trigger,
+                    ts_entry=entry.entry_ms,
+                    outcome=Outcome.NO_SEND if reason else Outcome.SEND,
+                    send_ms=entry.send_ms,
+                    reason=reason,
                 )
-            elif person.unsubscribed:
-                out.append(
-                    _exp(
-                        "delivered",
-                        entry.campaign,
-                        entry.person,
-                        entry.trigger,
-                        ts_entry=entry.entry_ms,
-                        outcome=Outcome.NO_SEND,
-                        send_ms=entry.send_ms,
-                        reason="unsubscribed",
-                    )
-                )
-            else:
-                out.append(
-                    _exp(
-                        "delivered",
-                        entry.campaign,
-                        entry.person,
-                        entry.trigger,
-                        ts_entry=entry.entry_ms,
-                        outcome=Outcome.SEND,
-                        send_ms=entry.send_ms,
-                    )
-                )
+            )
 
     def _associate(self, person_id: str, event: Event, now: int) -> None:
         # Only track events reach here: only they trigger, exit or count for behaviour.
