@@ -356,10 +356,10 @@ def run(
             )
         obs_out = NdjsonWriter(run_dir / "observations.ndjson" if write_data else None)
         if observer == "export":
-            from generator.observe.emulator import split_export
+            from generator.observe.emulator import CHECKER_EXPORT, split_export
             from generator.observe.http import stream_lines
 
-            others, events = split_export(stream_lines(url, "/_shopsim/export", timeout=600.0))
+            others, events = split_export(stream_lines(url, CHECKER_EXPORT, timeout=600.0))
             observed = Observed.build(
                 tee_observations(others, obs_out),
                 source=observer,

@@ -12,15 +12,30 @@ back to their truth id) and person ids.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from generator.events import CallType, Delivery, Event, Expectation, Outcome, ShopperLife
 from generator.expect import DeliveredEngine, TruthEngine, campaign_horizon_ms
 from generator.scenario.model import PropertySpec, Scenario
 
 HOUR_MS = 3_600_000
+_TRACK = CallType.TRACK
+_PAGE = CallType.PAGE
+_IDENTIFY = CallType.IDENTIFY
+# Enum member lookups cost ~90 ns each on CPython 3.11: the hot paths use these constants.
+_TIMESTAMP = attrgetter("timestamp_ms")
+_USER_ID = attrgetter("user_id")
+_NAME = attrgetter("name")
+_KIND_NAME = attrgetter("type", "name")
+_new_tuple = tuple.__new__
+"""Builds a :class:`DeliveryInfo` from a tuple without the named tuple's Python-level ``__new__``."""
 MAX_EXAMPLES = 3
 _CONFORM_CACHE_MAX = 200_000
 """Distinct (call type, name, property names, value types) signatures whose conformance verdict is
@@ -112,8 +127,11 @@ class Evidence:
     counts: dict[str, int]
     fault_counts: dict[str, int]
     truth_hourly: dict[int, int]
+    """Truth events per epoch hour."""
     arrival_hourly: dict[int, int]
-    latency_ms: list[int]
+    """Delivered events per epoch hour of arrival."""
+    latency_ms: Sequence[int]
+    """Arrival minus event time of every delivered event (an ``array('q')``: 8 bytes each)."""
     first_ms: int
     last_arrival_ms: int
     horizon_ms: int
@@ -145,8 +163,9 @@ class EvidenceBuilder:
         self._compiled: dict[str, tuple[frozenset[str], dict[str, tuple[tuple[type, ...], str]]]] = {}
         self._compiled_page = _compile(plan.page_properties)
         self._conform_cache: dict[
-            tuple[bool, str, tuple[str, ...], tuple[type, ...]], tuple[tuple[str, str, str], ...]
+            str, list[tuple[bool, tuple[str, ...], tuple[type, ...], tuple[tuple[str, str, str], ...]]]
         ] = {}
+        self._conform_cached = 0
         self._campaigns = bool(scenario.campaigns)
         self.shoppers: dict[int, ShopperTruth] = {}
         self.person_shopper: dict[str, int] = {}
@@ -171,13 +190,11 @@ class EvidenceBuilder:
             "duplicates": 0,
         }
         self.fault_counts: dict[str, int] = {}
-        self.truth_hourly: dict[int, int] = {}
-        self.arrival_hourly: dict[int, int] = {}
-        self.latency_ms: list[int] = []
+        self._truth_stamps = array("q")
+        self._arrivals = array("q")
+        self.latency_ms = array("q")
         self._seen: set[str] = set()
         self._planned = 0
-        self._arrival_hour = -1
-        self._arrival_run = 0
         self._first_ms: int | None = None
         self._last_arrival = 0
 
@@ -185,6 +202,8 @@ class EvidenceBuilder:
 
     def add_life(self, life: ShopperLife) -> None:
         """Record one shopper's truth (and their truth expectations)."""
+        # Once per shopper; the per-event work is done by C-level passes (map, filter, compress)
+        # because a Python loop over every truth event was most of the truth side's cost.
         events = life.events
         counts = self.counts
         counts["shoppers"] += 1
@@ -192,42 +211,26 @@ class EvidenceBuilder:
         if self._first_ms is None or life.start_ms < self._first_ms:
             self._first_ms = life.start_ms
         shopper = life.person.shopper
-        user_id = ""
-        identified_ms: int | None = None
-        names: set[str] = set()
-        hourly = self.truth_hourly
-        relevant_names = self._relevant
-        exit_names = self._exit_names
-        track = CallType.TRACK
-        has_track = False
-        run_hour = -1
-        run = 0
-        for event in events:
-            if identified_ms is None and event.user_id:
-                identified_ms = event.timestamp_ms
-                user_id = event.user_id
-            hour = event.timestamp_ms // HOUR_MS
-            if hour == run_hour:
-                run += 1
-            else:
-                if run:
-                    hourly[run_hour] = hourly.get(run_hour, 0) + run
-                run_hour, run = hour, 1
-            kind = event.type
-            if kind is not track:
-                if kind is CallType.IDENTIFY:
-                    names.add("identified")
-                continue
-            has_track = True
-            name = event.name
-            names.add(name)
-            if name in relevant_names:
-                truth_event = TruthEvent(event.id, shopper, name, event.timestamp_ms)
-                self.truth_events[event.id] = truth_event
-                if name in exit_names:
+        self._truth_stamps.extend(map(_TIMESTAMP, events))
+        first_known = next(filter(_USER_ID, events), None)
+        user_id = (first_known.user_id or "") if first_known is not None else ""
+        identified_ms = first_known.timestamp_ms if first_known is not None else None
+        kinds_names = set(map(_KIND_NAME, events))
+        names = {name for kind, name in kinds_names if kind is _TRACK}
+        has_track = bool(names)
+        if any(kind is _IDENTIFY for kind, _ in kinds_names):
+            names.add("identified")
+        relevant = self._relevant.intersection(names)
+        if relevant:
+            exit_names = self._exit_names
+            truth_events = self.truth_events
+            for event in compress(events, map(relevant.__contains__, map(_NAME, events))):
+                if event.type is not _TRACK:
+                    continue
+                truth_event = TruthEvent(event.id, shopper, event.name, event.timestamp_ms)
+                truth_events[event.id] = truth_event
+                if event.name in exit_names:
                     self.exits.setdefault(shopper, []).append(truth_event)
-        if run:
-            hourly[run_hour] = hourly.get(run_hour, 0) + run
         if has_track and self._campaigns:
             self._truth.extend(self._truth_engine.shopper(events, presorted=True))
         self.person_shopper[life.person.user_id] = shopper
@@ -254,45 +257,42 @@ class EvidenceBuilder:
 
     def add_delivery(self, delivery: Delivery) -> None:
         """Record one planned delivery (and advance the delivered-basis expectations)."""
-        if self._campaigns:
-            produced = self._delivered_engine.feed(delivery)
-            if produced:
-                self._delivered.extend(produced)
+        # The hot path of big runs (once per planned delivery): locals, module constants for
+        # enum members, one id set shared with the delivered-basis engine.
         event = delivery.event
         self._planned += 1
         faults = delivery.faults
         kind = event.type
-        is_identify = kind is CallType.IDENTIFY
+        is_identify = kind is _IDENTIFY
         relevant = is_identify or event.name in self._relevant
-        if faults:
-            fault_counts = self.fault_counts
-            for tag in faults:
-                key = tag.split(":", 1)[0]
-                fault_counts[key] = fault_counts.get(key, 0) + 1
-                if key == "name_drift":
-                    relevant = True
+        if faults and self._count_faults(faults):
+            relevant = True
         event_id = event.id
-        if event_id != delivery.truth_id:
-            self.copies[event_id] = delivery.truth_id
-        anonymous_only = not is_identify and not event.user_id
+        truth_id = delivery.truth_id
+        if event_id != truth_id:
+            self.copies[event_id] = truth_id
+        user_id = event.user_id
         info: DeliveryInfo | None = None
-        if relevant or anonymous_only:
-            info = DeliveryInfo(
-                event_id,
-                delivery.truth_id,
-                event.shopper,
-                event.name,
-                kind,
-                event.timestamp_ms,
-                delivery.arrival_ms,
-                faults,
-                delivery.dropped,
-                delivery.oversize,
-                event.user_id,
-                event.anonymous_id,
+        if relevant or not (is_identify or user_id):
+            info = _new_tuple(
+                DeliveryInfo,
+                (
+                    event_id,
+                    truth_id,
+                    event.shopper,
+                    event.name,
+                    kind,
+                    event.timestamp_ms,
+                    delivery.arrival_ms,
+                    faults,
+                    delivery.dropped,
+                    delivery.oversize,
+                    user_id,
+                    event.anonymous_id,
+                ),
             )
             if relevant:
-                self.deliveries.setdefault(delivery.truth_id, []).append(info)
+                self.deliveries.setdefault(truth_id, []).append(info)
                 if is_identify:
                     self.identify_infos.setdefault(event.shopper, []).append(info)
                     self.identify_ids.add(event_id)
@@ -308,34 +308,38 @@ class EvidenceBuilder:
             return
         seen.add(event_id)
         arrival = delivery.arrival_ms
+        if self._campaigns:
+            produced = self._delivered_engine.arrive(event, arrival)
+            if produced:
+                self._delivered.extend(produced)
         if arrival > self._last_arrival:
             self._last_arrival = arrival
-        # Arrivals come in order: count runs of the same hour, touching the dict once per hour.
-        hour = arrival // HOUR_MS
-        if hour == self._arrival_hour:
-            self._arrival_run += 1
-        else:
-            self._flush_arrival_hour()
-            self._arrival_hour = hour
-            self._arrival_run = 1
+        self._arrivals.append(arrival)
         self.latency_ms.append(arrival - event.timestamp_ms)
         if is_identify:
-            if event.user_id:
+            if user_id:
                 self.identified_shoppers.add(event.shopper)
                 if event.anonymous_id and info is not None:
                     self.identifies[event.anonymous_id] = info
             return
-        if event.user_id:
+        if user_id:
             self.identified_shoppers.add(event.shopper)
         elif info is not None and event.anonymous_id:
             self.anonymous.append(info)
-        self._conform(event, faults)
+        if kind is _TRACK or kind is _PAGE:
+            self._conform(event, faults)
 
-    def _flush_arrival_hour(self) -> None:
-        if self._arrival_run:
-            hourly = self.arrival_hourly
-            hourly[self._arrival_hour] = hourly.get(self._arrival_hour, 0) + self._arrival_run
-            self._arrival_run = 0
+    def _count_faults(self, faults: tuple[str, ...]) -> bool:
+        """Count a delivery's fault tags; whether one makes it matter for attribution (a renamed
+        event is looked up under its truth id whatever its new name)."""
+        fault_counts = self.fault_counts
+        renamed = False
+        for tag in faults:
+            key = tag.split(":", 1)[0]
+            fault_counts[key] = fault_counts.get(key, 0) + 1
+            if key == "name_drift":
+                renamed = True
+        return renamed
 
     def tap_plan(self, plan: Iterable[Delivery]) -> Iterator[Delivery]:
         """Pass deliveries through, recording each (for the sender to consume downstream)."""
@@ -345,23 +349,33 @@ class EvidenceBuilder:
 
     def _conform(self, event: Event, faults: tuple[str, ...]) -> None:
         # Tracking-plan conformance of what was delivered (Segment Protocols' violation kinds).
-        # The verdict depends only on the event's name, its property names (in order) and the
-        # python types of their values, so it is computed once per such signature and cached:
-        # a delivered event then costs two C-level tuple builds and one dict lookup. The one
+        # The verdict depends only on the event's kind and name, its property names (in order)
+        # and the python types of their values, so it is computed once per such signature.
+        # Signatures are kept per name and compared with ``==`` rather than hashed: the tuples
+        # hold the very same string and type objects each time, so equality is a pointer walk,
+        # while hashing a nested key cost more than the rest of the check. The one
         # value-dependent rule (a float that is a whole number passes an integer property) makes
         # a signature uncacheable; those events take the full path every time.
-        kind = event.type
-        if kind is not CallType.TRACK and kind is not CallType.PAGE:
-            return
         props = event.properties
-        signature = (kind is CallType.TRACK, event.name, tuple(props), tuple(map(type, props.values())))
-        found = self._conform_cache.get(signature)
+        keys = tuple(props)
+        types = tuple(map(type, props.values()))
+        name = event.name
+        known = self._conform_cache.get(name)
+        found: tuple[tuple[str, str, str], ...] | None = None
+        if known is not None:
+            is_track = event.type is _TRACK
+            for signature in known:
+                if signature[1] == keys and signature[2] == types and signature[0] is is_track:
+                    found = signature[3]
+                    break
         if found is None:
             found, cacheable = self._conform_slow(event)
-            if cacheable and len(self._conform_cache) < _CONFORM_CACHE_MAX:
-                self._conform_cache[signature] = found
-        for kind_name, field_path, description in found:
-            self._violate(kind_name, event, field_path, description, faults)
+            if cacheable and self._conform_cached < _CONFORM_CACHE_MAX:
+                self._conform_cached += 1
+                self._conform_cache.setdefault(name, []).append((event.type is _TRACK, keys, types, found))
+        if found:
+            for kind_name, field_path, description in found:
+                self._violate(kind_name, event, field_path, description, faults)
 
     def _conform_slow(self, event: Event) -> tuple[tuple[tuple[str, str, str], ...], bool]:
         """(violations as (kind, field path, description), whether they depend only on the
@@ -433,7 +447,6 @@ class EvidenceBuilder:
     def finish(self) -> Evidence:
         """Close both expectation engines and return the evidence."""
         self._delivered.extend(self._delivered_engine.finish())
-        self._flush_arrival_hour()
         self.counts["planned"] = self._planned
         self.counts["delivered"] = len(self._seen)
         funnel = dict(self._funnel_sets)
@@ -457,8 +470,8 @@ class EvidenceBuilder:
             funnel=funnel,
             counts=self.counts,
             fault_counts=self.fault_counts,
-            truth_hourly=self.truth_hourly,
-            arrival_hourly=self.arrival_hourly,
+            truth_hourly=_hourly(self._truth_stamps),
+            arrival_hourly=_hourly(self._arrivals),
             latency_ms=self.latency_ms,
             first_ms=self._first_ms if self._first_ms is not None else self.scenario.start_ms,
             last_arrival_ms=self._last_arrival,
@@ -483,6 +496,14 @@ def _compile(
     required = frozenset(prop for prop, spec in planned.items() if spec.required)
     types = {prop: (_ALLOWED[spec.type], str(spec.type)) for prop, spec in planned.items()}
     return required, types
+
+
+def _hourly(stamps: array[int]) -> dict[int, int]:
+    """Counts per epoch hour of epoch-ms stamps (numpy: one pass over millions of events)."""
+    if not stamps:
+        return {}
+    hours, counts = np.unique(np.frombuffer(stamps, dtype=np.int64) // HOUR_MS, return_counts=True)
+    return dict(zip(hours.tolist(), counts.tolist(), strict=True))
 
 
 def _tag_kind(tag: str) -> str:

@@ -580,11 +580,10 @@ class EmulatorApp:
             kinds = tuple(
                 k for k in (params.get("kinds") or ",".join(observe_api.EXPORT_KINDS)).split(",") if k
             )
-            unknown = [k for k in kinds if k not in observe_api.EXPORT_KINDS]
+            known = observe_api.EXPORT_KINDS + observe_api.OPTIONAL_EXPORT_KINDS
+            unknown = [k for k in kinds if k not in known]
             if unknown:
-                return _meta_error(
-                    400, f"unknown export kind(s) {unknown}; choose from {observe_api.EXPORT_KINDS}"
-                )
+                return _meta_error(400, f"unknown export kind(s) {unknown}; choose from {known}")
             self.store.barrier()
             body = observe_api.export_lines(self.workspace, kinds=kinds, now_ms=self.clock.current())
             return Response(200, body, content_type="application/x-ndjson")

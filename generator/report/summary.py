@@ -48,14 +48,13 @@ ERROR_EDGES: tuple[tuple[str, int], ...] = (
 
 def histogram(values: Sequence[int], edges: Sequence[tuple[str, int]], overflow: str) -> dict[str, list[Any]]:
     """Counts of ``values`` below each edge (first match), the rest in ``overflow``."""
-    import bisect
+    import numpy as np
 
-    bounds = [edge for _, edge in edges]
-    counts = [0] * (len(edges) + 1)
-    for value in values:
-        # "<edge" bins: the first edge the value is below; past the last edge → overflow
-        counts[bisect.bisect_right(bounds, value)] += 1
-    return {"labels": [label for label, _ in edges] + [overflow], "counts": counts}
+    bounds = np.asarray([edge for _, edge in edges], dtype=np.int64)
+    # "<edge" bins: the first edge the value is below; past the last edge → overflow
+    bins = np.searchsorted(bounds, np.asarray(values, dtype=np.int64), side="right")
+    counts = np.bincount(bins, minlength=len(edges) + 1)
+    return {"labels": [label for label, _ in edges] + [overflow], "counts": counts.tolist()}
 
 
 def build_summary(

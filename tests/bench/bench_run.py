@@ -63,7 +63,7 @@ def bench_run(shoppers: int, results: Path) -> dict[str, Any]:
     }
 
 
-def _base(shoppers: int, results: Path) -> tuple[Any, list[Any], list[Any], list[bytes], int]:
+def _base(shoppers: int, results: Path) -> tuple[Any, list[Any], list[Any], list[bytes], list[bytes], int]:
     """Simulate, plan, deliver to the emulator and export once (the replication source)."""
     from generator.emulator import start_emulator
     from generator.faults import plan_deliveries
@@ -100,23 +100,30 @@ def _base(shoppers: int, results: Path) -> tuple[Any, list[Any], list[Any], list
             body=orjson.dumps({"now_ms": last + horizon + 1}),
             headers={"Content-Type": "application/json"},
         )
-        _, _, body = request(emu.url, "GET", "/_shopsim/export", timeout=600)
+        from generator.observe.emulator import CHECKER_EXPORT
+
+        _, _, body = request(emu.url, "GET", CHECKER_EXPORT, timeout=600)
     lines = [line for line in body.split(b"\n") if line.strip()]
     first = min(life.start_ms for life in lives)
     span = last + horizon + 86_400_000 - first
-    return scenario, lives, plan, lines, span
+    ledger = (results / "bench-ledger.ndjson").read_bytes().splitlines()
+    return scenario, lives, plan, lines, ledger, span
 
 
-def _replicate(lives: list[Any], plan: list[Any], lines: list[bytes], copies: int, span: int, n: int):
+def _replicate(
+    lives: list[Any], plan: list[Any], lines: list[bytes], ledger: list[bytes], copies: int, span: int, n: int
+) -> tuple[list[Any], list[Any], list[bytes], list[bytes]]:
     """``copies`` shifted, id-suffixed copies of the base (copy 0 is the base itself)."""
     out_lives: list[Any] = []
     out_plan: list[Any] = []
     out_lines: list[bytes] = []
+    out_ledger: list[bytes] = []
     for r in range(copies):
         if r == 0:
             out_lives += lives
             out_plan += plan
             out_lines += lines
+            out_ledger += ledger
             continue
         sfx = f"~{r}"
         shift = r * span
@@ -150,8 +157,20 @@ def _replicate(lives: list[Any], plan: list[Any], lines: list[bytes], copies: in
             out_plan.append(
                 replace(d, event=ev(d.event), truth_id=d.truth_id + sfx, arrival_ms=d.arrival_ms + shift)
             )
+        for line in ledger:
+            row = orjson.loads(line)
+            row["event_id"] += sfx
+            row["truth_id"] += sfx
+            row["shopper"] += r * n
+            row["arrival_ms"] += shift
+            out_ledger.append(orjson.dumps(row))
         for line in lines:
             rec = orjson.loads(line)
+            if rec.get("kind") == "event_index":
+                rec["event_id"] = [i + sfx for i in rec["event_id"]]
+                rec["person"] = [p + sfx if p else "" for p in rec["person"]]
+                out_lines.append(orjson.dumps(rec))
+                continue
             for key in (
                 "event_id",
                 "trigger_event_id",
@@ -169,13 +188,17 @@ def _replicate(lives: list[Any], plan: list[Any], lines: list[bytes], copies: in
             if rec.get("anonymous_ids"):
                 rec["anonymous_ids"] = [a + sfx for a in rec["anonymous_ids"]]
             out_lines.append(orjson.dumps(rec))
-    return out_lives, out_plan, out_lines
+    return out_lives, out_plan, out_lines, out_ledger
 
 
-def _time_checker(scenario: Any, lives: list[Any], plan: list[Any], lines: list[bytes]) -> dict[str, Any]:
+def _time_checker(
+    scenario: Any, lives: list[Any], plan: list[Any], lines: list[bytes], ledger: list[bytes], scratch: Path
+) -> dict[str, Any]:
     from generator.check import CheckContext, EvidenceBuilder, Observed, run_checks
     from generator.observe.emulator import split_export
 
+    ledger_path = scratch / "checker-ledger.ndjson"
+    ledger_path.write_bytes(b"\n".join(ledger) + b"\n")
     clock = time.process_time
     t0 = clock()
     builder = EvidenceBuilder(scenario)
@@ -191,7 +214,14 @@ def _time_checker(scenario: Any, lives: list[Any], plan: list[Any], lines: list[
         others, source="export", complete_events=True, comparable_times=True, events=events_index
     )
     t3 = clock()
-    ctx = CheckContext(evidence=evidence, observed=observed, scenario_path=str(SCENARIO), seed=42)
+    ctx = CheckContext(
+        evidence=evidence,
+        observed=observed,
+        scenario_path=str(SCENARIO),
+        seed=42,
+        ledger_path=ledger_path,
+        clock_tolerance_ms=0,
+    )
     result = run_checks(ctx)
     t4 = clock()
     events = sum(len(life.events) for life in lives)
@@ -207,22 +237,23 @@ def _time_checker(scenario: Any, lives: list[Any], plan: list[Any], lines: list[
         "us_per_event": round(1e6 * (t4 - t0) / max(events, 1), 2),
         "crashed_checks": [c.name for c in result.checks if c.crashed],
         "suppression_violations": result.metrics.get("suppression_violations"),
+        "ingestion_loss": result.metrics.get("ingestion_loss"),
     }
 
 
 def bench_checker(base_shoppers: int, copies: int, results: Path) -> dict[str, Any]:
     from generator.pipeline import tuned_gc
 
-    scenario, lives, plan, lines, span = _base(base_shoppers, results)
+    scenario, lives, plan, lines, ledger, span = _base(base_shoppers, results)
     small_copies = max(1, round(copies / 10))
-    small_input = _replicate(lives, plan, lines, small_copies, span, base_shoppers)
+    small_input = _replicate(lives, plan, lines, ledger, small_copies, span, base_shoppers)
     with tuned_gc():
-        small = _time_checker(scenario, *small_input)
+        small = _time_checker(scenario, *small_input, results)
     del small_input
-    large_input = _replicate(lives, plan, lines, small_copies * 10, span, base_shoppers)
+    large_input = _replicate(lives, plan, lines, ledger, small_copies * 10, span, base_shoppers)
     with tuned_gc():
-        large = _time_checker(scenario, *large_input)
-    large_default = _time_checker(scenario, *large_input)
+        large = _time_checker(scenario, *large_input, results)
+    large_default = _time_checker(scenario, *large_input, results)
     del large_input
     ratio_events = large["events"] / small["events"]
     ratio_time = large["total_cpu_s"] / max(small["total_cpu_s"], 1e-9)

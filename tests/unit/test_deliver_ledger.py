@@ -6,8 +6,18 @@ import io
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from generator.deliver.ledger import Ledger, LedgerCounts, LedgerImbalance, State, merge_counts, read_ledger
+from generator.deliver.ledger import (
+    Ledger,
+    LedgerCounts,
+    LedgerImbalance,
+    State,
+    acknowledged_ids,
+    merge_counts,
+    read_ledger,
+)
 from tests.support.deliveries import make_plan
 
 
@@ -122,3 +132,42 @@ def test_counts_only_ledger_writes_nothing(tmp_path):
     ledger.close()
     assert ledger.counts.acknowledged == 1
     assert list(tmp_path.iterdir()) == []
+
+
+_STATES = st.sampled_from([s.value for s in State])
+_IDS = st.text(alphabet=st.sampled_from('abc01"\\{}:,\n é'), min_size=1, max_size=12)
+_NAMES = st.text(alphabet=st.sampled_from('ab "\\:acknowledged,'), max_size=30)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_IDS, _NAMES, _STATES, _NAMES), max_size=40),
+    sort_keys=st.booleans(),
+    block=st.sampled_from([64, 1 << 22]),
+)
+def test_acknowledged_ids_match_a_full_decode(tmp_path_factory, rows, sort_keys, block):
+    # The byte-pattern shortcut must give exactly what decoding every line gives, whatever the
+    # ids, names and reasons hold, whatever the key order, across block boundaries.
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    path = tmp_path_factory.mktemp("ledger") / "ledger.ndjson"
+    path.write_bytes(
+        b"".join(
+            orjson.dumps(
+                {"event_id": i, "truth_id": i, "shopper": 0, "name": n, "state": s, "reason": r}, option=option
+            )
+            + b"\n"
+            for i, n, s, r in rows
+        )
+    )
+    expected = [str(r["event_id"]) for r in read_ledger(path) if r["state"] == "acknowledged"]
+    assert list(acknowledged_ids(path, block_size=block)) == expected
+
+
+def test_acknowledged_ids_of_a_written_ledger(tmp_path):
+    plan = make_plan(6)
+    path = tmp_path / "ledger.ndjson"
+    with Ledger(path) as ledger:
+        tokens = [ledger.plan(d) for d in plan]
+        for i, token in enumerate(tokens):
+            ledger.settle(token, State.REJECTED if i == 2 else State.ACKNOWLEDGED, status=200)
+    assert list(acknowledged_ids(path)) == [d.event.id for i, d in enumerate(plan) if i != 2]

@@ -6,6 +6,7 @@ import ast
 import gzip
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -1120,3 +1121,27 @@ def test_a_batch_with_arrivals_equals_one_request_per_item(steps: list, tail: in
     for app in apps:
         assert call(app, "POST", "/_shopsim/clock", {"now_ms": end})[0] == 200
     assert export(batched) == export(alone)
+
+
+def test_event_index_is_the_event_records_as_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The checker reads ``event_index`` instead of ``event`` lines: same ids, people and outcomes,
+    # chunked, and sent only when asked for.
+    import generator.emulator.observe_api as observe_api
+    from generator.observe.emulator import split_export
+
+    monkeypatch.setattr(observe_api, "INDEX_CHUNK", 2)
+    app = make_app()
+    call(app, "POST", "/api/v1/events", {"name": "Product Viewed", "anonymous_id": "a1"}, at=T0)
+    _identify(app, "u1", at=T0 + 1000, email="u1@example.com", anonymous_id="a1")
+    _event(app, "u1", "Added to Cart", at=T0, id="E1")
+    _event(app, "u1", "Added to Cart", at=T0, id="E1")
+    call(app, "POST", "/api/v1/events", {"name": "Product Viewed", "anonymous_id": "a9"}, at=T0)
+    events = of_kind(export(app), "event")
+    index = export(app, "event_index")
+    assert of_kind(export(app), "event_index") == []
+    assert [len(r["event_id"]) for r in index] == [2, 2]
+    rows = [row for r in index for row in zip(r["event_id"], r["person"], r["outcome"], strict=True)]
+    assert rows == [(e["event_id"], e["person"] or "", e["outcome"]) for e in events]
+    assert {"merged_anonymous", "duplicate", "anonymous_pending"} <= {outcome for *_, outcome in rows}
+    lines = [orjson.dumps(r) for r in index]
+    assert split_export(lines)[1] == split_export([orjson.dumps(e) for e in events])[1]
