@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 JSON = Mapping[str, Any]
 
@@ -109,14 +109,17 @@ class Outcome(StrEnum):
     NO_SEND = "no_send"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Expectation:
+class Expectation(NamedTuple):
     """What a correct campaign does for one person and one trigger.
 
     ``basis`` is ``"truth"`` (campaign rules over the truth stream in event time: what the
     marketer wants) or ``"delivered"`` (platform rules over the delivery plan in arrival time:
     what a correct platform must do with what it received). ``reason`` explains a NO_SEND
     (``"purchased"``, ``"exited"``, ``"unaddressable"``, ``"frequency"``, ``"stale"``, ...).
+
+    A named tuple, unlike the other records here: big runs build one per trigger event in each
+    basis (about one per event), and a frozen slotted dataclass took 2.4 µs to build, four
+    times a tuple. It is just as immutable; build it with keywords.
     """
 
     basis: str

@@ -313,17 +313,10 @@ def _exp(
     reason: str = "",
     exit_event_id: str | None = None,
 ) -> Expectation:
-    return Expectation(
-        basis=basis,
-        campaign=campaign,
-        person=person,
-        shopper=trigger.shopper,
-        outcome=outcome,
-        trigger_event_id=trigger.id,
-        trigger_ms=ts_entry,
-        send_ms=send_ms,
-        reason=reason,
-        exit_event_id=exit_event_id,
+    # Field order of Expectation; tuple.__new__ skips the keyword-parsing __new__ (hot path).
+    return _new_tuple(
+        Expectation,
+        (basis, campaign, person, trigger.shopper, outcome, trigger.id, ts_entry, send_ms, reason, exit_event_id),
     )
 
 
@@ -631,6 +624,7 @@ _TRACK = CallType.TRACK
 _IDENTIFY = CallType.IDENTIFY
 _NAME = attrgetter("name")
 _USER_ID = attrgetter("user_id")
+_new_tuple = tuple.__new__
 # Enum member lookups cost ~90 ns each on CPython 3.11; the hot paths use these module constants.
 
 

@@ -273,3 +273,50 @@ def test_property_without_faults_delivered_equals_truth_for_identified_shoppers(
     truth = sends(expectations(sc, evs, basis="truth"))
     plan = sends(expectations(sc, [delivered(e) for e in evs], basis="delivered"))
     assert truth == plan
+
+
+def test_the_fast_expectation_builder_fills_every_field_by_name() -> None:
+    # _exp builds Expectation positionally (hot path): a reordered field must fail here.
+    from generator.events import CallType, Event, Expectation, Outcome, Source
+    from generator.expect import _exp
+
+    trigger = Event(
+        id="E1",
+        seq=0,
+        shopper=7,
+        type=CallType.TRACK,
+        name="Added to Cart",
+        timestamp_ms=5,
+        user_id="u1",
+        anonymous_id=None,
+        properties={},
+        context={},
+        source=Source.WEB,
+    )
+    built = _exp(
+        "truth",
+        "cart",
+        "u1",
+        trigger,
+        ts_entry=5,
+        outcome=Outcome.NO_SEND,
+        send_ms=9,
+        reason="purchased",
+        exit_event_id="E2",
+    )
+    assert (
+        built._asdict()
+        == Expectation(
+            basis="truth",
+            campaign="cart",
+            person="u1",
+            shopper=7,
+            outcome=Outcome.NO_SEND,
+            trigger_event_id="E1",
+            trigger_ms=5,
+            send_ms=9,
+            reason="purchased",
+            exit_event_id="E2",
+        )._asdict()
+    )
+    assert built.shopper == 7 and built.exit_event_id == "E2" and built.reason == "purchased"
