@@ -68,10 +68,16 @@ def _body_error(parsed: Any) -> str | None:
     return None
 
 
+# The common answers, shared: a fresh Verdict (and its empty ``rejected`` dict) per request
+# would be allocated and thrown away on the hot path.
+_OK_EMPTY = {200: Verdict(ok=True, status=200), 202: Verdict(ok=True, status=202)}
+_EMPTY_BODIES = (b"", b"{}", None)
+
+
 def classify(status: int, body: bytes | None, items: int, *, error: str = "") -> Verdict:
     """Settle a request carrying ``items`` events that got ``status`` (0 = no answer) and ``body``."""
-    if (status == 200 or status == 202) and body in (b"", b"{}", None):
-        return Verdict(ok=True, status=status)  # the common answer, without a JSON parse
+    if (status == 200 or status == 202) and body in _EMPTY_BODIES:
+        return _OK_EMPTY[status]  # the common answer, without a JSON parse
     if status == 0:
         return Verdict(ok=False, retry=True, message=f"no response: {error or 'connection failed'}")
     if status == 429 or status >= 500:

@@ -30,7 +30,6 @@ import io
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +155,7 @@ class LoadSession:
         self._greenlets: list[gevent.Greenlet[Any, Any]] = []
         self._headers: dict[str, dict[str, str]] = {}
         self._auth = encoder.auth_headers(creds)
+        self._restamp = not (config.keep_timestamps or config.clock == "scaled")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -334,22 +334,33 @@ class LoadSession:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         index = turn.index
         parked = False
+        sends = job.sends
+        config = self.config
+        monotonic = self.monotonic
+        # The simulated instant of a wall instant: origin + elapsed × speed (as scaled_now_ms).
+        sim_per_s = 1000.0 * config.speed
         try:
-            while index < len(job.sends):
-                planned_send = job.sends[index]
-                delay = started + planned_send.offset_s - self.monotonic()
-                if delay > self.config.park_s and not self.stop_producing.is_set():
-                    self._park(Turn(job, started + planned_send.offset_s, started, index), delay)
+            while index < len(sends):
+                planned_send = sends[index]
+                due = started + planned_send.offset_s
+                now = monotonic()
+                delay = due - now
+                if delay > config.park_s and not self.stop_producing.is_set():
+                    self._park(Turn(job, due, started, index), delay)
                     parked = True
                     break
-                # Waits under half a millisecond are below the hub's timer resolution: a timer and
-                # a switch per send would cost more than the wait itself.
-                if (delay > _MIN_WAIT_S and self.abort.wait(delay)) or self.abort.is_set():
+                if delay > _MIN_WAIT_S:
+                    # Waits under half a millisecond are below the hub's timer resolution: a timer
+                    # and a switch per send would cost more than the wait itself.
+                    if self.abort.wait(delay):
+                        break
+                    now = monotonic()
+                elif self.abort.is_set():
                     break
-                if delay < 0:
+                elif delay < 0:
                     self.send_lag.record(-delay * 1000.0)
                 index += 1  # _send settles all of this send's deliveries, whatever happens inside
-                self._send(job, planned_send, send)
+                self._send(job, planned_send, send, self.origin_ms + round((now - self.t0) * sim_per_s))
         finally:
             # Cut short (test ended, or the greenlet was killed): never lose an event silently.
             if not parked:
@@ -361,20 +372,31 @@ class LoadSession:
         """The simulated instant of now: the schedule origin plus elapsed wall time × speed."""
         return self.origin_ms + round((self.monotonic() - self.t0) * 1000.0 * self.config.speed)
 
-    def _events(self, deliveries: tuple[Delivery, ...]) -> list[Event]:
-        if self.config.keep_timestamps or self.config.clock == "scaled":
-            return [d.event for d in deliveries]
-        return [
-            wall_event(
-                d, wall_origin_ms=self.wall_origin_ms, origin_ms=self.origin_ms, speed=self.config.speed
+    def _event(self, delivery: Delivery) -> Event:
+        """The event as it goes on the wire: re-stamped on the wall timeline in wall mode."""
+        if self._restamp:
+            return wall_event(
+                delivery,
+                wall_origin_ms=self.wall_origin_ms,
+                origin_ms=self.origin_ms,
+                speed=self.config.speed,
             )
-            for d in deliveries
-        ]
+        return delivery.event
 
-    def _requests(self, events: list[Event]) -> list[WireRequest]:
-        if len(events) == 1:
-            return [self.encoder.encode(events[0])]
-        return self.encoder.batches(events, max_items=len(events))
+    def _encode(self, deliveries: tuple[Delivery, ...]) -> list[WireRequest]:
+        """The requests carrying ``deliveries``, in order, each a consecutive run of them.
+
+        Every encoder keeps the input order and gives each request a contiguous run of ids
+        (``cut_batches`` isolates an oversize item "in its place in the sequence"), so request
+        ``i`` settles the next ``len(event_ids)`` tokens: no per-id lookup on the hot path.
+        """
+        if len(deliveries) == 1:
+            return [self.encoder.encode(self._event(deliveries[0]))]
+        requests = self.encoder.batches([self._event(d) for d in deliveries], max_items=len(deliveries))
+        ids = tuple(event_id for request in requests for event_id in request.event_ids)
+        if ids != tuple(d.event.id for d in deliveries):
+            raise RuntimeError(f"{self.encoder.api} encoder reordered or lost events of a batch")
+        return requests
 
     def _headers_for(self, content_type: str) -> dict[str, str]:
         headers = self._headers.get(content_type)
@@ -383,76 +405,87 @@ class LoadSession:
             self._headers[content_type] = headers
         return headers
 
-    def _send(self, job: ShopperJob, planned: PlannedSend, send: SendFn) -> None:
+    def _send(self, job: ShopperJob, planned: PlannedSend, send: SendFn, arrival_ms: int) -> None:
+        """Send one planned send (one request, or several if a batch had to be split).
+
+        Its deliveries enter the ledger now, arriving at ``arrival_ms`` (simulated), and each
+        is settled exactly once: by its request's answer, or ``given_up`` if the send is cut
+        short (the test ended, or the greenlet was killed while waiting for an answer).
+        """
         ledger = self.ledger
-        arrival_ms = self.scaled_now_ms()
-        tokens = [ledger.plan(_arrived(d, arrival_ms)) for d in planned.deliveries]
-        open_tokens = set(tokens)
-
-        def settle(token: int, state: State, **kw: Any) -> None:
-            open_tokens.discard(token)
-            ledger.settle(token, state, **kw)
-
+        deliveries = planned.deliveries
+        tokens = [ledger.plan(_arrived(d, arrival_ms)) for d in deliveries]
+        settled = 0  # tokens[:settled] are settled; _attempt settles all of its tokens or none
         try:
-            self._send_requests(job, planned, tokens, send, settle, arrival_ms)
+            requests = self._encode(deliveries)
+            whole = len(requests) == 1
+            for request in requests:
+                count = len(request.event_ids)
+                carried = tokens if whole else tokens[settled : settled + count]
+                self._attempt(job, planned.name if whole else "batch", request, carried, send, arrival_ms)
+                settled += count
         finally:
-            for token in sorted(open_tokens):
+            for token in tokens[settled:]:
                 ledger.settle(token, State.GIVEN_UP, reason=ENDED_REASON)
 
-    def _send_requests(
+    def _attempt(
         self,
         job: ShopperJob,
-        planned: PlannedSend,
-        tokens: list[int],
+        name: str,
+        request: WireRequest,
+        carried: list[int],
         send: SendFn,
-        settle: Callable[..., None],
         arrival_ms: int,
     ) -> None:
-        by_id: dict[str, deque[int]] = {}
-        for delivery, token in zip(planned.deliveries, tokens, strict=True):
-            by_id.setdefault(delivery.event.id, deque()).append(token)
+        """Send ``request`` (retrying 429/5xx/no answer) and settle the ``carried`` tokens.
+
+        The only yields are inside ``send`` and the backoff wait, before any token is settled,
+        so a kill leaves either all of ``carried`` open or all settled.
+        """
         ledger = self.ledger
-        for request in self._requests(self._events(planned.deliveries)):
-            carried = [by_id[event_id].popleft() for event_id in request.event_ids]
-            if request.oversize and not self.config.send_oversize:
+        config = self.config
+        if request.oversize and not config.send_oversize:
+            for token in carried:
+                ledger.settle(token, State.REJECTED, reason=OVERSIZE_REASON)
+            return
+        context = {"event_id": request.event_ids[0], "shopper": job.shopper, "events": len(carried)}
+        base = self._headers_for(request.content_type)
+        scaled = config.clock == "scaled"
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = base
+            if scaled:
+                clock = arrival_ms if attempt == 1 else self.scaled_now_ms()
+                headers = {**base, CLOCK_HEADER: str(clock)}
+            verdict = send(request, name, context, headers)
+            status = verdict.status
+            if verdict.ok and not verdict.rejected:  # the common case: every item acknowledged
+                ledger.count_attempt(retry=attempt > 1)
                 for token in carried:
-                    settle(token, State.REJECTED, reason=OVERSIZE_REASON)
-                continue
-            name = planned.name if len(carried) == len(planned.deliveries) else "batch"
-            context = {"event_id": request.event_ids[0], "shopper": job.shopper, "events": len(carried)}
-            headers = self._headers_for(request.content_type)
-            attempt = 0
-            while True:
-                attempt += 1
-                if self.config.clock == "scaled":
-                    clock = arrival_ms if attempt == 1 else self.scaled_now_ms()
-                    headers = {**headers, CLOCK_HEADER: str(clock)}
-                verdict = send(request, name, context, headers)
-                no_answer = verdict.status == 0
-                ledger.count_attempt(
-                    retry=attempt > 1, http_error=not verdict.ok and not no_answer, connection_error=no_answer
-                )
-                if not verdict.retry:
-                    for index, token in enumerate(carried):
-                        reason = verdict.rejected.get(index)
-                        if reason is None:
-                            settle(token, State.ACKNOWLEDGED, status=verdict.status, attempts=attempt)
-                        else:
-                            settle(
-                                token, State.REJECTED, status=verdict.status, reason=reason, attempts=attempt
-                            )
-                    break
-                backoff = min(1.0, self.config.backoff_s * 2 ** (attempt - 1))
-                if attempt > self.config.retries or self.abort.wait(backoff):
-                    for token in carried:
-                        settle(
-                            token,
-                            State.GIVEN_UP,
-                            status=verdict.status or None,
-                            reason=f"{verdict.message} (after {attempt} attempts)",
-                            attempts=attempt,
-                        )
-                    break
+                    ledger.settle(token, State.ACKNOWLEDGED, status=status, attempts=attempt)
+                return
+            no_answer = status == 0
+            ledger.count_attempt(
+                retry=attempt > 1, http_error=not verdict.ok and not no_answer, connection_error=no_answer
+            )
+            if not verdict.retry:
+                rejected = verdict.rejected
+                for index, token in enumerate(carried):
+                    reason = rejected.get(index)
+                    if reason is None:
+                        ledger.settle(token, State.ACKNOWLEDGED, status=status, attempts=attempt)
+                    else:
+                        ledger.settle(token, State.REJECTED, status=status, reason=reason, attempts=attempt)
+                return
+            backoff = min(1.0, config.backoff_s * 2 ** (attempt - 1))
+            if attempt > config.retries or self.abort.wait(backoff):
+                reason = f"{verdict.message} (after {attempt} attempts)"
+                for token in carried:
+                    ledger.settle(
+                        token, State.GIVEN_UP, status=status or None, reason=reason, attempts=attempt
+                    )
+                return
 
 
 def _arrived(delivery: Delivery, arrival_ms: int) -> Delivery:

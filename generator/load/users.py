@@ -53,22 +53,23 @@ class ShopperUser(FastHttpUser):
         self, request: WireRequest, name: str, context: Mapping[str, Any], headers: Mapping[str, str]
     ) -> Verdict:
         """One HTTP attempt, recorded in Locust's statistics and classified for the ledger."""
+        # headers and context go to Locust as they are: it copies both into its own dicts.
         with self.client.request(
             request.method,
             request.path,
             name=name,
             data=request.body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as is
-            headers=dict(headers),
+            headers=headers,  # type: ignore[arg-type]
             catch_response=True,
-            context=dict(context),
+            context=context,  # type: ignore[arg-type]
         ) as resp:
-            error = getattr(resp, "error", None)
-            verdict = classify(
-                resp.status_code or 0,
-                resp.content if resp.status_code else None,
-                len(request.event_ids),
-                error=type(error).__name__ if error is not None else "",
-            )
+            status = resp.status_code or 0
+            if status:
+                verdict = classify(status, resp.content, len(request.event_ids))
+            else:
+                error = getattr(resp, "error", None)
+                kind = type(error).__name__ if error is not None else ""
+                verdict = classify(0, None, len(request.event_ids), error=kind)
             if verdict.ok:
                 resp.success()
             else:

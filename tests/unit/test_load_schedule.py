@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -84,3 +86,15 @@ def test_wall_event_replays_the_timeline_compressed_from_the_test_start():
     ev = wall_event(d, wall_origin_ms=1_700_000_000_000, origin_ms=0, speed=10)
     assert ev.timestamp_ms == 1_700_000_000_000 + 1_000
     assert ev.id == d.event.id
+
+
+def test_wall_event_changes_only_the_timestamp():
+    # wall_event builds the Event field by field (faster than dataclasses.replace): a field added
+    # to Event must be carried over, not silently reset to its default.
+    d = delivery(0, 20_000, ts=10_000)
+    original = replace(d.event, journey="cart", state="browsing")
+    ev = wall_event(replace(d, event=original), wall_origin_ms=5_000, origin_ms=0, speed=1)
+    for f in fields(Event):
+        if f.name != "timestamp_ms":
+            assert getattr(ev, f.name) == getattr(original, f.name), f.name
+    assert ev.timestamp_ms == 15_000
