@@ -50,7 +50,7 @@ from itertools import compress
 from operator import attrgetter
 from typing import Any, Literal
 
-from generator.events import CallType, Delivery, Event, Expectation, Outcome
+from generator.events import CallType, Delivery, Event, Expectation, Outcome, ShopperLife
 from generator.scenario.model import Campaign, Scenario
 
 Basis = Literal["truth", "delivered"]
@@ -109,6 +109,49 @@ def _drive_truth(engine: TruthEngine, stream: Iterable[Event] | Iterable[Deliver
         current.append(event)
     if current:
         yield from engine.shopper(current)
+
+
+class ExpectationBuilder:
+    """Both expectation sets, fed while a run streams (what ``shopsim run`` uses).
+
+    :meth:`add_life` takes each simulated shopper (truth basis, event time);
+    :meth:`add_delivery` each planned delivery in arrival order (delivered basis), or
+    :meth:`arrive` when the caller already leaves out dropped, oversize and repeated-id
+    deliveries (the checker's evidence builder does, once for everything it records).
+    :meth:`finish` returns ``(truth, delivered)``. A scenario without campaigns costs nothing.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._campaigns = bool(scenario.campaigns)
+        self._truth_engine = TruthEngine(scenario)
+        self._delivered_engine = DeliveredEngine(scenario)
+        self.truth: list[Expectation] = []
+        self.delivered: list[Expectation] = []
+
+    def add_life(self, life: ShopperLife) -> None:
+        """The truth expectations of one shopper."""
+        if self._campaigns:
+            self.truth.extend(self._truth_engine.shopper(life.events, presorted=True))
+
+    def add_delivery(self, delivery: Delivery) -> None:
+        """One planned delivery (dropped, oversize and repeated ids are left out here)."""
+        if self._campaigns:
+            produced = self._delivered_engine.feed(delivery)
+            if produced:
+                self.delivered.extend(produced)
+
+    def arrive(self, event: Event, arrival_ms: int) -> None:
+        """One delivered event, already deduplicated by the caller (see :meth:`DeliveredEngine.arrive`)."""
+        if self._campaigns:
+            produced = self._delivered_engine.arrive(event, arrival_ms)
+            if produced:
+                self.delivered.extend(produced)
+
+    def finish(self) -> tuple[list[Expectation], list[Expectation]]:
+        """``(truth, delivered)``, after closing the delivered basis (due sends, unassociated triggers)."""
+        if self._campaigns:
+            self.delivered.extend(self._delivered_engine.finish())
+        return self.truth, self.delivered
 
 
 # --------------------------------------------------------------------------- shared rules
@@ -316,7 +359,18 @@ def _exp(
     # Field order of Expectation; tuple.__new__ skips the keyword-parsing __new__ (hot path).
     return _new_tuple(
         Expectation,
-        (basis, campaign, person, trigger.shopper, outcome, trigger.id, ts_entry, send_ms, reason, exit_event_id),
+        (
+            basis,
+            campaign,
+            person,
+            trigger.shopper,
+            outcome,
+            trigger.id,
+            ts_entry,
+            send_ms,
+            reason,
+            exit_event_id,
+        ),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from generator.events import CallType, Delivery, Event, Expectation, Outcome, ShopperLife
-from generator.expect import DeliveredEngine, TruthEngine, campaign_horizon_ms
+from generator.expect import ExpectationBuilder, campaign_horizon_ms
 from generator.scenario.model import PropertySpec, Scenario
 
 HOUR_MS = 3_600_000
@@ -147,12 +147,11 @@ class Evidence:
 class EvidenceBuilder:
     """Feed lives and deliveries as they stream; :meth:`finish` returns the :class:`Evidence`."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, *, expectations: bool = True) -> None:
+        """``expectations=False`` leaves both expectation sets out (the caller computes them
+        with :class:`~generator.expect.ExpectationBuilder` and passes them to :meth:`finish`)."""
         self.scenario = scenario
-        self._truth_engine = TruthEngine(scenario)
-        self._delivered_engine = DeliveredEngine(scenario)
-        self._truth: list[Expectation] = []
-        self._delivered: list[Expectation] = []
+        self._expect = ExpectationBuilder(scenario) if expectations else None
         trigger_names = {c.trigger.event_name for c in scenario.campaigns.values()}
         exit_names = {n for c in scenario.campaigns.values() for n in c.exit_on}
         self._trigger_names = frozenset(trigger_names)
@@ -166,7 +165,6 @@ class EvidenceBuilder:
             str, list[tuple[bool, tuple[str, ...], tuple[type, ...], tuple[tuple[str, str, str], ...]]]
         ] = {}
         self._conform_cached = 0
-        self._campaigns = bool(scenario.campaigns)
         self.shoppers: dict[int, ShopperTruth] = {}
         self.person_shopper: dict[str, int] = {}
         self.truth_events: dict[str, TruthEvent] = {}
@@ -231,8 +229,8 @@ class EvidenceBuilder:
                 truth_events[event.id] = truth_event
                 if event.name in exit_names:
                     self.exits.setdefault(shopper, []).append(truth_event)
-        if has_track and self._campaigns:
-            self._truth.extend(self._truth_engine.shopper(events, presorted=True))
+        if has_track and self._expect is not None:
+            self._expect.add_life(life)
         self.person_shopper[life.person.user_id] = shopper
         if user_id:
             self.person_shopper[user_id] = shopper
@@ -308,10 +306,8 @@ class EvidenceBuilder:
             return
         seen.add(event_id)
         arrival = delivery.arrival_ms
-        if self._campaigns:
-            produced = self._delivered_engine.arrive(event, arrival)
-            if produced:
-                self._delivered.extend(produced)
+        if self._expect is not None:
+            self._expect.arrive(event, arrival)
         if arrival > self._last_arrival:
             self._last_arrival = arrival
         self._arrivals.append(arrival)
@@ -444,17 +440,21 @@ class EvidenceBuilder:
         if len(violation.examples) < MAX_EXAMPLES:
             violation.examples.append((event.id, event.shopper, faults))
 
-    def finish(self) -> Evidence:
-        """Close both expectation engines and return the evidence."""
-        self._delivered.extend(self._delivered_engine.finish())
+    def finish(self, expectations: tuple[list[Expectation], list[Expectation]] | None = None) -> Evidence:
+        """Close both expectation sets and return the evidence (``expectations`` = the
+        ``(truth, delivered)`` computed elsewhere, for a builder made with ``expectations=False``)."""
+        if self._expect is not None:
+            truth, delivered = self._expect.finish()
+        else:
+            truth, delivered = expectations if expectations is not None else ([], [])
         self.counts["planned"] = self._planned
         self.counts["delivered"] = len(self._seen)
         funnel = dict(self._funnel_sets)
         funnel["shoppers"] = self.counts["shoppers"]
         return Evidence(
             scenario=self.scenario,
-            truth=self._truth,
-            delivered=self._delivered,
+            truth=truth,
+            delivered=delivered,
             shoppers=self.shoppers,
             person_shopper=self.person_shopper,
             truth_events=self.truth_events,

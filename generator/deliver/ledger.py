@@ -284,15 +284,16 @@ _OTHER_STATE = re.compile(rb'"state":"(?!acknowledged")')
 _BLOCK = 1 << 22
 
 
-def acknowledged_ids(path: Path, *, block_size: int = _BLOCK) -> Iterator[str]:
-    """The event ids of a ledger's ``acknowledged`` lines, in file order (repeats included).
+def acknowledged_ids(path: Path, *, block_size: int = _BLOCK) -> Iterator[list[str]]:
+    """The event ids of a ledger's ``acknowledged`` lines, a list per block of lines, in file
+    order (repeats included).
 
     The checker's ingestion-loss join reads a line per planned delivery, and decoding each as
     JSON was most of its cost on big runs. So blocks of lines are scanned with byte patterns
     (the C regex engine, no object per line): every line's id, the count of acknowledged
     states and the positions of the other states. A block whose counts do not add up (another
     writer's layout, blank lines) is decoded line by line instead: the patterns are a shortcut,
-    never a filter.
+    never a filter. Lists, not single ids: callers join them with set operations.
     """
     with path.open("rb") as handle:
         rest = b""
@@ -304,38 +305,38 @@ def acknowledged_ids(path: Path, *, block_size: int = _BLOCK) -> Iterator[str]:
             cut = block.rfind(b"\n") + 1
             rest = block[cut:]
             if cut:
-                yield from _block_ids(block[:cut])
+                yield _block_ids(block[:cut])
         if rest.strip():
-            yield from _block_ids(rest + b"\n")
+            yield _block_ids(rest + b"\n")
 
 
-def _block_ids(block: bytes) -> Iterator[str]:
+def _block_ids(block: bytes) -> list[str]:
     """Acknowledged ids of a block of whole lines (each ending in a newline)."""
     ids = _EVENT_ID.findall(block)
     lines = block.count(b"\n")
     others = [match.start() for match in _OTHER_STATE.finditer(block)]
     if len(ids) != lines or block.count(_ACKNOWLEDGED) + len(others) != lines:
-        yield from _decoded_ids(block)
-        return
-    if not others:
-        yield from (raw.decode() for raw in ids)
-        return
-    # Line numbers of the other states: newlines counted between consecutive positions.
-    skip: set[int] = set()
-    line, last = 0, 0
-    for position in others:
-        line += block.count(b"\n", last, position)
-        last = position
-        skip.add(line)
-    yield from (raw.decode() for number, raw in enumerate(ids) if number not in skip)
+        return _decoded_ids(block)
+    if others:
+        # Line numbers of the other states: newlines counted between consecutive positions.
+        skip: set[int] = set()
+        line, last = 0, 0
+        for position in others:
+            line += block.count(b"\n", last, position)
+            last = position
+            skip.add(line)
+        ids = [raw for number, raw in enumerate(ids) if number not in skip]
+    return list(map(bytes.decode, ids))
 
 
-def _decoded_ids(block: bytes) -> Iterator[str]:
+def _decoded_ids(block: bytes) -> list[str]:
+    out: list[str] = []
     for line in block.splitlines():
         if line.strip():
             row = orjson.loads(line)
             if row.get("state") == State.ACKNOWLEDGED:
-                yield str(row.get("event_id") or "")
+                out.append(str(row.get("event_id") or ""))
+    return out
 
 
 def merge_counts(parts: Iterable[LedgerCounts]) -> LedgerCounts:

@@ -134,12 +134,16 @@ def split_export(lines: Iterable[bytes | str]) -> tuple[list[Observation], dict[
             continue
         kind = record.get("kind")
         if kind == "event_index":
-            # Columns of (id, person, outcome): the whole chunk is indexed without a record per
-            # event; the first row of an id wins, as for ``event`` lines.
-            rows = zip(record["person"], record["outcome"], strict=True)
-            for event_id, row in zip(record["event_id"], rows, strict=True):
-                if event_id not in events:
-                    events[event_id] = row
+            # Columns of (id, person, outcome), indexed with C-level dict operations. The first
+            # row of an id wins, as for ``event`` lines: built from the reversed columns, the
+            # chunk keeps its earliest row per id, and ids already indexed keep theirs.
+            ids, people, outcomes = record["event_id"], record["person"], record["outcome"]
+            chunk = dict(
+                zip(reversed(ids), zip(reversed(people), reversed(outcomes), strict=True), strict=True)
+            )
+            for event_id in chunk.keys() & events.keys():
+                del chunk[event_id]
+            events.update(chunk)
             continue
         if kind == "event":
             event_id = str(record.get("event_id") or "")
