@@ -58,6 +58,7 @@ from generator.credentials import LOCAL_DEFAULTS, load_credentials
 from generator.durations import parse_duration
 from generator.errors import ShopsimError
 from generator.load.messages import DONE, LEDGER, STOP, Collector
+from generator.load.prepared import prepared_jobs
 from generator.load.schedule import ShopperJob
 from generator.load.session import LoadSession, SessionConfig
 from generator.load.shard import assign_shards, shard_for
@@ -312,12 +313,17 @@ def _start_session(environment: Environment, runner: Runner) -> None:
     def emit(msg_type: str, data: dict[str, Any]) -> None:
         runner.send_message(msg_type, data)
 
-    jobs: Iterator[ShopperJob] = shopper_jobs(scenario, spec, origin_ms=origin)
+    encoder = encoder_for(opts.api, creds=creds)
+    # Requests are encoded as shoppers are simulated (before the test with --presimulate, else
+    # ahead of their due time), so a send only re-stamps its body: see generator/load/prepared.py.
+    jobs: Iterator[ShopperJob] = prepared_jobs(
+        shopper_jobs(scenario, spec, origin_ms=origin), encoder, stamps=config.restamps
+    )
     if opts.presimulate:
         jobs = iter(_cooperatively(jobs))
     session = LoadSession(
         jobs,
-        encoder=encoder_for(opts.api, creds=creds),
+        encoder=encoder,
         creds=creds,
         config=config,
         emit=emit,

@@ -25,8 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from generator.events import CallType, Delivery, Event
+
+if TYPE_CHECKING:  # prepared.py builds on this module
+    from generator.load.prepared import PreparedRequest
 
 __all__ = [
     "ENDED_REASON",
@@ -50,11 +54,14 @@ class PlannedSend:
     ``offset_s`` is when it is due after the shopper's actual start (wall seconds, already
     divided by ``--speed``). ``deliveries`` are the planned deliveries it carries, in body order.
     ``name`` is the bounded Locust request name (call type and event name, never an id).
+    ``prepared`` holds its requests encoded ahead (:mod:`generator.load.prepared`); empty: the
+    send encodes them itself.
     """
 
     offset_s: float
     name: str
     deliveries: tuple[Delivery, ...]
+    prepared: tuple[PreparedRequest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from generator.events import Delivery, Event
 from generator.load.lag import LagHistogram
 from generator.load.messages import DONE, LEDGER, DoneReport
 from generator.load.outcome import Verdict
+from generator.load.prepared import in_order
 from generator.load.schedule import ENDED_REASON, PlannedSend, ShopperJob, wall_event
 from generator.wire.base import Encoder, WireRequest
 
@@ -86,6 +87,11 @@ class SessionConfig:
     given to in-flight shoppers). None: until every shopper's last send, however late (a
     shopper coming back a week later keeps the test running a week / speed)."""
     grace_s: float = 10.0
+
+    @property
+    def restamps(self) -> bool:
+        """Whether sends re-stamp event timestamps on the wall timeline (see ``clock``)."""
+        return not (self.keep_timestamps or self.clock == "scaled")
 
 
 @dataclass(slots=True)
@@ -155,7 +161,7 @@ class LoadSession:
         self._greenlets: list[gevent.Greenlet[Any, Any]] = []
         self._headers: dict[str, dict[str, str]] = {}
         self._auth = encoder.auth_headers(creds)
-        self._restamp = not (config.keep_timestamps or config.clock == "scaled")
+        self._restamp = config.restamps
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -383,18 +389,42 @@ class LoadSession:
             )
         return delivery.event
 
-    def _encode(self, deliveries: tuple[Delivery, ...]) -> list[WireRequest]:
-        """The requests carrying ``deliveries``, in order, each a consecutive run of them.
+    def _encode(self, planned: PlannedSend) -> list[WireRequest]:
+        """The requests carrying ``planned``'s deliveries, in order, each a consecutive run of them.
 
         Every encoder keeps the input order and gives each request a contiguous run of ids
-        (``cut_batches`` isolates an oversize item "in its place in the sequence"), so request
-        ``i`` settles the next ``len(event_ids)`` tokens: no per-id lookup on the hot path.
+        (``cut_batches`` isolates an oversize item "in its place in the sequence"; checked by
+        :func:`~generator.load.prepared.in_order`), so request ``i`` settles the next
+        ``len(event_ids)`` tokens: no per-id lookup on the hot path. Requests prepared ahead are
+        used as they are, or re-stamped from their :class:`~generator.load.prepared.Stamp`.
         """
+        deliveries = planned.deliveries
+        prepared = planned.prepared
+        if prepared:
+            if not self._restamp:
+                return [p.request for p in prepared]
+            stamp = prepared[0].stamp
+            if stamp is not None:  # single-event requests only carry stamps
+                request = prepared[0].request
+                event = deliveries[0].event
+                speed = self.config.speed
+                body = stamp.body(self.wall_origin_ms + round((event.timestamp_ms - self.origin_ms) / speed))
+                # Same length, same limits: the encoder's oversize verdict still holds.
+                if len(body) == len(request.body):
+                    return [
+                        WireRequest(
+                            request.method,
+                            request.path,
+                            body,
+                            request.content_type,
+                            request.event_ids,
+                            request.oversize,
+                        )
+                    ]
         if len(deliveries) == 1:
             return [self.encoder.encode(self._event(deliveries[0]))]
         requests = self.encoder.batches([self._event(d) for d in deliveries], max_items=len(deliveries))
-        ids = tuple(event_id for request in requests for event_id in request.event_ids)
-        if ids != tuple(d.event.id for d in deliveries):
+        if not in_order(requests, deliveries):
             raise RuntimeError(f"{self.encoder.api} encoder reordered or lost events of a batch")
         return requests
 
@@ -417,7 +447,7 @@ class LoadSession:
         tokens = [ledger.plan(_arrived(d, arrival_ms)) for d in deliveries]
         settled = 0  # tokens[:settled] are settled; _attempt settles all of its tokens or none
         try:
-            requests = self._encode(deliveries)
+            requests = self._encode(planned)
             whole = len(requests) == 1
             for request in requests:
                 count = len(request.event_ids)

@@ -15,6 +15,7 @@ from generator.credentials import LOCAL_DEFAULTS
 from generator.events import CallType, Delivery, Event, Source
 from generator.load.messages import DONE, LEDGER, Collector
 from generator.load.outcome import Verdict, classify
+from generator.load.prepared import prepared_jobs
 from generator.load.schedule import ENDED_REASON, build_job
 from generator.load.session import LoadSession, SessionConfig
 from generator.wire import encoder_for
@@ -72,7 +73,7 @@ class Target:
         return classify(status, self.body, len(request.event_ids))
 
 
-def run_session(tmp_path, source, target, *, users=4, config=None, stop_after=None):
+def run_session(tmp_path, source, target, *, users=4, config=None, stop_after=None, wall_ms=None):
     messages = []
     collector = Collector(tmp_path, expected=1)
 
@@ -91,6 +92,7 @@ def run_session(tmp_path, source, target, *, users=4, config=None, stop_after=No
         config=config or SessionConfig(speed=1e6, flush_every_s=0.01),
         emit=emit,
         origin_ms=1_000_000,
+        **({"wall_ms": wall_ms} if wall_ms is not None else {}),
     )
     session.start()
 
@@ -178,3 +180,20 @@ def test_verdict_status_drives_ledger_fields():
     assert Verdict(ok=True, status=200).status == 200
     with pytest.raises(TypeError):
         Verdict()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("clock", ["wall", "scaled"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_prepared_requests_send_exactly_what_encoding_at_send_time_sends(tmp_path, clock, batch):
+    config = SessionConfig(speed=1e6, clock=clock, flush_every_s=0.01)
+    sent = {}
+    for prepared in (False, True):
+        source = jobs(6, speed=1e6, batch=batch)
+        if prepared:
+            source = prepared_jobs(source, encoder_for("pipelines"), stamps=config.restamps)
+        target = Target()
+        run_session(
+            tmp_path / str(prepared), source, target, config=config, wall_ms=lambda: 1_800_000_000_000
+        )
+        sent[prepared] = sorted((r.path, r.body, r.event_ids) for r, _, _, _ in target.requests)
+    assert sent[True] == sent[False] and len(sent[True]) == (23 if batch == 1 else 11)
