@@ -147,6 +147,11 @@ class ExpectationBuilder:
             if produced:
                 self.delivered.extend(produced)
 
+    def know(self, user_ids: Iterable[str]) -> None:
+        """People who sent calls that no campaign reads (see :meth:`DeliveredEngine.know`)."""
+        if self._campaigns:
+            self._delivered_engine.know(user_ids)
+
     def finish(self) -> tuple[list[Expectation], list[Expectation]]:
         """``(truth, delivered)``, after closing the delivered basis (due sends, unassociated triggers)."""
         if self._campaigns:
@@ -489,6 +494,13 @@ class DeliveredEngine:
             return _NONE
         self._out = []
         return out
+
+    def know(self, user_ids: Iterable[str]) -> None:
+        """Record people whose arrived calls no campaign reads, in place of :meth:`arrive` for
+        each: such a call only makes its person known (which a later merge needs)."""
+        people = self._people
+        for user_id in set(user_ids).difference(people):
+            people[user_id] = _Person()
 
     def merge(self, primary: str, secondary: str, arrival_ms: int) -> list[Expectation]:
         """``merge_customers`` at ``arrival_ms``: the secondary's history and open entries move to

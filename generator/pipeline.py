@@ -301,8 +301,7 @@ def run(
                 yield life
 
         def plan_tap(plan: Iterable[Any]) -> Iterator[Any]:
-            for delivery in plan:
-                builder.add_delivery(delivery)
+            for delivery in builder.tap_plan(plan):
                 plan_out.write(delivery_record(delivery))
                 yield delivery
 

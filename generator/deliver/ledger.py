@@ -314,8 +314,12 @@ def _block_ids(block: bytes) -> list[str]:
     """Acknowledged ids of a block of whole lines (each ending in a newline)."""
     ids = _EVENT_ID.findall(block)
     lines = block.count(b"\n")
-    others = [match.start() for match in _OTHER_STATE.finditer(block)]
-    if len(ids) != lines or block.count(_ACKNOWLEDGED) + len(others) != lines:
+    if len(ids) != lines:
+        return _decoded_ids(block)
+    acknowledged = block.count(_ACKNOWLEDGED)
+    # Each line holds one state; look for the others only when some line is not acknowledged.
+    others = [] if acknowledged == lines else [match.start() for match in _OTHER_STATE.finditer(block)]
+    if acknowledged + len(others) != lines:
         return _decoded_ids(block)
     if others:
         # Line numbers of the other states: newlines counted between consecutive positions.

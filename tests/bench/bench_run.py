@@ -211,8 +211,7 @@ def _evaluate(
     for life in lives:
         builder.add_life(life)
     t1 = clock()
-    for delivery in plan:
-        builder.add_delivery(delivery)
+    builder.add_deliveries(plan)
     evidence = builder.finish(expectations)
     t2 = clock()
     others, events_index = split_export(lines)

@@ -20,7 +20,7 @@ from generator.check import (
 from generator.check import registry as reg
 from generator.check.attribution import human_ms
 from generator.errors import ScenarioError
-from generator.events import Observation, ObservationKind, Person, ShopperLife
+from generator.events import CallType, Observation, ObservationKind, Person, ShopperLife
 from generator.scenario.model import Threshold
 
 from .expect_support import HOUR, MIN, T0, cart, delivered, event, identify, order, scenario
@@ -338,3 +338,71 @@ def test_platform_disagreement_within_one_request_clock_is_attributed_to_the_bat
     plan = [delivered(ident), delivered(c), delivered(o, HOUR - 5_000, faults=("latency",))]
     result = check([life(0, [ident, c, o], user="u1")], plan, [entry("u1", "C0", 0), send("u1", "C0", HOUR)])
     assert [f.cause_kind for f in result.failures_for("platform_rules")] == ["unexplained"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["add_to_cart_storm.yaml", "schema_drift.yaml", "late_purchase_events.yaml", "never_identified.yaml"],
+)
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_chunked_deliveries_give_the_same_evidence_as_one_at_a_time(monkeypatch, name, chunk):
+    # add_deliveries keeps only aggregates of plain deliveries and updates known people a chunk
+    # at a time; everything it records must equal the one-by-one path, at any chunk boundary.
+    import dataclasses
+
+    import generator.check.evidence as evidence_module
+    from generator.faults import plan_deliveries
+    from generator.scenario.load import load_scenario
+    from generator.simulate import simulate_shoppers
+
+    monkeypatch.setattr(evidence_module, "CHUNK", chunk)
+    sc = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / name)
+    lives = list(simulate_shoppers(sc, seed=5, shoppers=150))
+    plan = list(plan_deliveries(sc, lives, seed=5))
+    built = []
+    for chunked in (False, True):
+        builder = EvidenceBuilder(sc)
+        for item in lives:
+            builder.add_life(item)
+        if chunked:
+            builder.add_deliveries(plan)
+        else:
+            for d in plan:
+                builder.add_delivery(d)
+        built.append(builder.finish())
+    one, many = built
+    for f in dataclasses.fields(one):
+        a, b = getattr(one, f.name), getattr(many, f.name)
+        if f.name in ("latency_ms", "anonymous"):
+            a, b = sorted(a), sorted(b)  # aggregates: order within a chunk is not kept
+        assert a == b, f.name
+    assert one.delivered and one.counts["delivered"] > 0
+
+
+def test_plain_deliveries_still_count_their_shopper_as_identified_and_keep_order_of_ids():
+    # A shopper known only from server-side calls (no identify): every delivery is plain.
+    views = [event("Page Seen", 1000 * i, shopper=3, user="srv", kind=CallType.PAGE) for i in range(3)]
+    repeat = delivered(views[0], 5000)  # the same id again: a duplicate, not a new event
+    builder = EvidenceBuilder(scenario())
+    builder.add_life(life(3, views, user="srv"))
+    builder.add_deliveries([delivered(v) for v in views] + [repeat])
+    evidence = builder.finish()
+    assert evidence.identified_shoppers == {3}
+    assert (evidence.counts["delivered"], evidence.counts["duplicates"], evidence.counts["planned"]) == (
+        3,
+        1,
+        4,
+    )
+    assert sorted(evidence.latency_ms) == [0, 0, 0]
+
+
+def test_the_delivered_engine_knows_people_who_only_sent_unread_calls():
+    # A merge needs both people to exist; know() is how plain calls make their person exist.
+    from generator.expect import DeliveredEngine
+
+    engine = DeliveredEngine(scenario())
+    engine.feed(delivered(cart(0, user="a")))
+    engine.know(["b", "a"])
+    assert set(engine._people) == {"a", "b"}
+    engine.merge("a", "b", T0 + MIN)
+    assert set(engine._people) == {"a"}
