@@ -136,7 +136,9 @@ def test_counts_only_ledger_writes_nothing(tmp_path):
 
 _STATES = st.sampled_from([s.value for s in State])
 _IDS = st.text(alphabet=st.sampled_from('abc01"\\{}:,\n é'), min_size=1, max_size=12)
-_WORDS = st.sampled_from(["a", " ", '"', "\\", ":", ",", "acknowledged", '"state":"acknowledged"', "state", "{"])
+_WORDS = st.sampled_from(
+    ["a", " ", '"', "\\", ":", ",", "acknowledged", '"state":"acknowledged"', "state", "{"]
+)
 _NAMES = st.lists(_WORDS, max_size=8).map("".join)
 
 
