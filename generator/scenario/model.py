@@ -333,6 +333,10 @@ class Catalog(Frozen):
     base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+$")] = "https://shop.example.com"
     quantity: tuple[Annotated[float, Field(ge=0.0)], ...] = (0.78, 0.15, 0.05, 0.02)
     """Relative weights of quantity 1, 2, 3, ... in an add to cart."""
+    seed: Annotated[int, Field(ge=0)] | None = None
+    """The catalogue's own seed. A shop's products do not change from run to run: set it when
+    campaign filters name product ids, so they match whatever ``--seed`` a run uses. Unset, the
+    catalogue is drawn from the run's seed."""
 
     @field_validator("categories")
     @classmethod

@@ -89,7 +89,7 @@ class Catalog:
     """Products plus cached per-product payloads and a popularity sampler."""
 
     def __init__(self, spec: model.Catalog, *, seed: int) -> None:
-        rng = global_rng(seed, Global.CATALOG)
+        rng = global_rng(spec.seed if spec.seed is not None else seed, Global.CATALOG)
         n = spec.products
         self.currency = spec.currency
         self.base_url = spec.base_url

@@ -433,3 +433,16 @@ def test_a_scenario_nobody_can_walk_is_a_readable_error(d2c):
     journeys = {n: j.model_copy(update={"weight": 0.0}) for n, j in d2c.journeys.items()}
     with pytest.raises(ScenarioError, match="weight 0"):
         list(simulate(d2c.model_copy(update={"journeys": journeys}), seed=1, shoppers=1))
+
+
+def test_a_catalog_seed_keeps_product_ids_whatever_the_run_seed():
+    # Campaign filters that name product ids (scenarios/schema_drift.yaml) must match in any run.
+    from generator.scenario.model import Catalog as CatalogSpec
+    from generator.simulate.catalog import Catalog
+
+    def ids(spec: CatalogSpec, run_seed: int) -> list[str]:
+        return [p.product_id for p in Catalog(spec, seed=run_seed).products]
+
+    pinned = CatalogSpec(products=12, seed=41)
+    assert ids(pinned, 1) == ids(pinned, 2) == ids(CatalogSpec(products=12), 41)
+    assert ids(CatalogSpec(products=12), 1) != ids(CatalogSpec(products=12), 2)
