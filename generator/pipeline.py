@@ -455,7 +455,7 @@ def evaluate(
     result = run_checks(ctx)
     for key, value in (extra_metrics or {}).items():
         result.metrics[key] = None if value is None else float(value)
-    result.thresholds = evaluate_thresholds(thresholds, result.metrics)
+    result.thresholds = evaluate_thresholds(thresholds, result.metrics, result.notes)
     timings["check"] = time.perf_counter() - check_started
     report_started = time.perf_counter()
     if write_data:

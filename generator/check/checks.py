@@ -15,8 +15,16 @@ from generator.expect import MERGE_WINDOW_MS
 
 
 def _ratio(num: int, den: int) -> float:
-    # Nothing expected means nothing missed: recall 1.0 (the counts in the report show the zero).
+    # Nothing expected means nothing missed: recall 1.0, with NOTHING_EXPECTED as its note.
     return 1.0 if den == 0 else num / den
+
+
+NOTHING_EXPECTED = "nothing was expected (0 of 0): the scenario produced no message to recall"
+"""The note on a recall whose denominator is zero: a passing 1.0 that tested nothing."""
+
+
+def _recall(out: Collector, metric: str, hit: int, expected: int, scope: str | None = None) -> None:
+    out.metric(metric, _ratio(hit, expected), scope=scope, note="" if expected else NOTHING_EXPECTED)
 
 
 def _counts(out: Collector, metric: str, per_campaign: dict[str, int]) -> None:
@@ -60,9 +68,9 @@ def trigger_recall(ctx: CheckContext, out: Collector) -> None:
         )
     total_expected = sum(expected.values())
     total_missed = sum(missed.values())
-    out.metric("trigger_recall", _ratio(total_expected - total_missed, total_expected))
+    _recall(out, "trigger_recall", total_expected - total_missed, total_expected)
     for cname, n in expected.items():
-        out.metric("trigger_recall", _ratio(n - missed.get(cname, 0), n), scope=cname)
+        _recall(out, "trigger_recall", n - missed.get(cname, 0), n, scope=cname)
 
 
 @check
@@ -444,9 +452,9 @@ def platform_rules(ctx: CheckContext, out: Collector) -> None:
             )
         )
     total = sum(per_expected.values())
-    out.metric("delivered_recall", _ratio(sum(per_hit.values()), total))
+    _recall(out, "delivered_recall", sum(per_hit.values()), total)
     for campaign, n in per_expected.items():
-        out.metric("delivered_recall", _ratio(per_hit.get(campaign, 0), n), scope=campaign)
+        _recall(out, "delivered_recall", per_hit.get(campaign, 0), n, scope=campaign)
 
 
 @check

@@ -149,6 +149,8 @@ class CheckResult:
     checks: list[CheckOutcome] = field(default_factory=list)
     thresholds: list[ThresholdResult] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    """Metric key → why its value needs reading with care (e.g. a recall of 0 out of 0)."""
 
     @property
     def passed(self) -> bool:

@@ -34,10 +34,13 @@ class Collector:
         self._keys: set[tuple[str, str, str, int, str, str]] = set()
         self.count = 0
 
-    def metric(self, name: str, value: float | None, *, scope: str | None = None) -> None:
-        """Record a metric (``scope`` = campaign for per-campaign metrics)."""
+    def metric(self, name: str, value: float | None, *, scope: str | None = None, note: str = "") -> None:
+        """Record a metric (``scope`` = campaign for per-campaign metrics; ``note`` = a caveat the
+        verdict shows next to any threshold on it)."""
         key = f"{name}[{scope}]" if scope else name
         self._result.metrics[key] = None if value is None else float(value)
+        if note:
+            self._result.notes[key] = note
 
     def fail(self, failure: Failure) -> None:
         """Record a failure (deduplicated by its key; the reproduce line is filled in here)."""

@@ -28,8 +28,13 @@ def parse_thresholds(texts: Iterable[str], *, flag: str = "--expect") -> list[Th
     return out
 
 
-def evaluate(thresholds: Iterable[Threshold], metrics: Mapping[str, float | None]) -> list[ThresholdResult]:
-    """Evaluate each threshold against ``metrics`` (keys ``name`` or ``name[scope]``)."""
+def evaluate(
+    thresholds: Iterable[Threshold],
+    metrics: Mapping[str, float | None],
+    notes: Mapping[str, str] | None = None,
+) -> list[ThresholdResult]:
+    """Evaluate each threshold against ``metrics`` (keys ``name`` or ``name[scope]``); ``notes``
+    (metric key → caveat, :attr:`CheckResult.notes`) are carried onto the results."""
     results: list[ThresholdResult] = []
     for threshold in thresholds:
         key = f"{threshold.metric}[{threshold.scope}]" if threshold.scope else threshold.metric
@@ -60,7 +65,11 @@ def evaluate(thresholds: Iterable[Threshold], metrics: Mapping[str, float | None
             continue
         results.append(
             ThresholdResult(
-                threshold=str(threshold), metric=key, actual=actual, passed=threshold.holds(actual)
+                threshold=str(threshold),
+                metric=key,
+                actual=actual,
+                passed=threshold.holds(actual),
+                note=(notes or {}).get(key, ""),
             )
         )
     return results

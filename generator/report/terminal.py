@@ -83,7 +83,12 @@ def print_summary(
         table.add_column("result")
         for t in thresholds:
             ok = bool(t.get("passed"))
-            result = "[green]pass[/]" if ok else f"[bold red]FAIL[/] {escape(str(t.get('note') or ''))}"
+            note = escape(str(t.get("note") or ""))
+            result = (
+                (f"[green]pass[/] [yellow]{note}[/]" if note else "[green]pass[/]")
+                if ok
+                else f"[bold red]FAIL[/] {note}"
+            )
             table.add_row(escape(str(t.get("threshold"))), _fmt(t.get("actual")), result)
         console.print(table)
     verdict = str(summary.get("verdict", "fail"))

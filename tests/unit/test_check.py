@@ -406,3 +406,12 @@ def test_the_delivered_engine_knows_people_who_only_sent_unread_calls():
     assert set(engine._people) == {"a", "b"}
     engine.merge("a", "b", T0 + MIN)
     assert set(engine._people) == {"a"}
+
+
+def test_a_recall_with_nothing_expected_passes_with_a_note():
+    # 1.0 of nothing tests nothing: the threshold still holds, but the verdict says why.
+    result = check([], [], [])
+    assert result.metrics["trigger_recall"] == 1.0
+    assert "0 of 0" in result.notes["trigger_recall"]
+    (t,) = evaluate(parse_thresholds(["trigger_recall >= 0.9"]), result.metrics, result.notes)
+    assert t.passed and "nothing was expected" in t.note
