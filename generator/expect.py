@@ -127,6 +127,9 @@ class ExpectationBuilder:
         self._delivered_engine = DeliveredEngine(scenario)
         self.truth: list[Expectation] = []
         self.delivered: list[Expectation] = []
+        self.names = _Rules.of(scenario).names
+        """Event names the rules read (triggers, exits, behaviour history): a delivered call of
+        any other name only makes its person known (:meth:`know`)."""
 
     def add_life(self, life: ShopperLife) -> None:
         """The truth expectations of one shopper."""

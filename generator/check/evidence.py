@@ -174,6 +174,9 @@ class EvidenceBuilder:
         self._trigger_names = frozenset(trigger_names)
         self._exit_names = frozenset(exit_names)
         self._relevant = frozenset(trigger_names | exit_names)
+        """Names whose deliveries attribution looks up (campaign triggers and exits)."""
+        self._rule_names = self._expect.names if self._expect is not None else frozenset()
+        """Names the campaign rules read (triggers, exits, behaviour history)."""
         plan = scenario.tracking_plan
         self._plan_events = plan.all_events
         self._compiled: dict[str, tuple[frozenset[str], dict[str, tuple[tuple[type, ...], str]]]] = {}
@@ -382,6 +385,7 @@ class EvidenceBuilder:
     def _add_chunk(self, chunk: Sequence[Delivery]) -> None:
         seen = self._seen
         relevant = self._relevant
+        rule_names = self._rule_names
         expect = self._expect
         plain: list[Delivery] = []
         duplicates = 0
@@ -402,9 +406,11 @@ class EvidenceBuilder:
                 continue
             seen.add(event_id)
             plain.append(delivery)
+            if expect is not None and event.name in rule_names:
+                # The campaign rules run in arrival order, delivery by delivery.
+                expect.arrive(event, delivery.arrival_ms)
             if event.name in relevant:
-                # The campaign rules run in arrival order, and attribution reads a truth id's
-                # deliveries in arrival order: these are recorded delivery by delivery.
+                # Attribution reads a truth id's deliveries in arrival order: recorded one by one.
                 info = _new_info(
                     (
                         event_id,
@@ -424,8 +430,6 @@ class EvidenceBuilder:
                 self.deliveries.setdefault(event_id, []).append(info)
                 if not event.user_id and event.anonymous_id:
                     self.anonymous.append(info)
-                if expect is not None:
-                    expect.arrive(event, delivery.arrival_ms)
         self._planned += len(plain) + duplicates  # add_delivery counted the others
         self.counts["duplicates"] += duplicates
         if plain:

@@ -20,10 +20,10 @@ from generator.check import (
 from generator.check import registry as reg
 from generator.check.attribution import human_ms
 from generator.errors import ScenarioError
-from generator.events import CallType, Observation, ObservationKind, Person, ShopperLife
+from generator.events import CallType, Observation, ObservationKind, Outcome, Person, ShopperLife
 from generator.scenario.model import Threshold
 
-from .expect_support import HOUR, MIN, T0, cart, delivered, event, identify, order, scenario
+from .expect_support import HOUR, MIN, PLAN, T0, cart, delivered, event, identify, order, scenario
 
 
 def life(shopper: int, events, *, user: str) -> ShopperLife:
@@ -342,10 +342,16 @@ def test_platform_disagreement_within_one_request_clock_is_attributed_to_the_bat
 
 @pytest.mark.parametrize(
     "name",
-    ["add_to_cart_storm.yaml", "schema_drift.yaml", "late_purchase_events.yaml", "never_identified.yaml"],
+    [
+        "add_to_cart_storm.yaml",
+        "schema_drift.yaml",
+        "late_purchase_events.yaml",
+        "never_identified.yaml",
+        "d2c_cart_recovery.yaml:and_not",
+    ],
 )
 @pytest.mark.parametrize("chunk", [1, 7, 4096])
-def test_chunked_deliveries_give_the_same_evidence_as_one_at_a_time(monkeypatch, name, chunk):
+def test_chunked_deliveries_give_the_same_evidence_as_one_at_a_time(monkeypatch, tmp_path, name, chunk):
     # add_deliveries keeps only aggregates of plain deliveries and updates known people a chunk
     # at a time; everything it records must equal the one-by-one path, at any chunk boundary.
     import dataclasses
@@ -356,7 +362,23 @@ def test_chunked_deliveries_give_the_same_evidence_as_one_at_a_time(monkeypatch,
     from generator.simulate import simulate_shoppers
 
     monkeypatch.setattr(evidence_module, "CHUNK", chunk)
-    sc = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / name)
+    path = Path(__file__).resolve().parents[2] / "scenarios" / name.split(":")[0]
+    if name.endswith(":and_not"):
+        # A behaviour trigger whose and_not name no campaign triggers or exits on: only the
+        # rules' history reads it, so the chunked path must still feed it to them.
+        text = path.read_text().replace(
+            "and_not: [Added to Cart]", "and_not: [Checkout Started], and_not_within: 30d"
+        )
+        text = text.replace("exit_on: [Added to Cart, Order Completed]", "exit_on: [Order Completed]")
+        path = tmp_path / "and_not.yaml"
+        path.write_text(text)
+    sc = load_scenario(path)
+    if name.endswith(":and_not"):
+        behaviours = [c.trigger.behavior for c in sc.campaigns.values() if c.trigger.behavior]
+        assert [b.and_not for b in behaviours] == [("Checkout Started",)]
+        assert "Checkout Started" not in {
+            n for c in sc.campaigns.values() for n in (c.trigger.event_name, *c.exit_on)
+        }
     lives = list(simulate_shoppers(sc, seed=5, shoppers=150))
     plan = list(plan_deliveries(sc, lives, seed=5))
     built = []
@@ -415,3 +437,36 @@ def test_a_recall_with_nothing_expected_passes_with_a_note():
     assert "0 of 0" in result.notes["trigger_recall"]
     (t,) = evaluate(parse_thresholds(["trigger_recall >= 0.9"]), result.metrics, result.notes)
     assert t.passed and "nothing was expected" in t.note
+
+
+def test_chunked_deliveries_feed_behaviour_history_names_to_the_rules():
+    # "Product Viewed" twice, but after a "Checkout Started" (the and_not event, which no
+    # campaign triggers or exits on): no entry. The chunked path must still feed the
+    # and_not event to the rules, though attribution keeps nothing of it.
+    sc = scenario(
+        {
+            "browse": {
+                "trigger": {
+                    "behavior": {
+                        "event": "Product Viewed",
+                        "at_least": 2,
+                        "within": "24h",
+                        "and_not": ["Checkout Started"],
+                    }
+                },
+                "delay": "2h",
+            }
+        },
+        tracking_plan={**PLAN, "events": {**PLAN["events"], "Checkout Started": {"properties": {}}}},
+    )
+
+    def sends(events: list) -> int:
+        builder = EvidenceBuilder(sc)
+        builder.add_life(life(0, events, user="u1"))
+        builder.add_deliveries([delivered(e) for e in events])
+        assert "Checkout Started" not in builder._relevant
+        return sum(e.outcome is Outcome.SEND for e in builder.finish().delivered)
+
+    views = [event("Product Viewed", 2 * MIN, user="u1"), event("Product Viewed", 3 * MIN, user="u1")]
+    assert sends([identify(0, "u1"), *views]) == 1
+    assert sends([identify(0, "u1"), event("Checkout Started", MIN, user="u1"), *views]) == 0
