@@ -13,6 +13,10 @@ from generator.check.registry import Collector, check
 from generator.events import Outcome
 from generator.expect import MERGE_WINDOW_MS
 
+_SEND = Outcome.SEND
+_NO_SEND = Outcome.NO_SEND
+# Enum members cost ~90 ns a lookup on CPython 3.11; the checks loop once per expectation.
+
 
 def _ratio(num: int, den: int) -> float:
     # Nothing expected means nothing missed: recall 1.0, with NOTHING_EXPECTED as its note.
@@ -41,7 +45,7 @@ def trigger_recall(ctx: CheckContext, out: Collector) -> None:
     pairing = ctx.pairing
     expected: dict[str, int] = dict.fromkeys(ev.scenario.campaigns, 0)
     for exp in ev.truth:
-        if exp.outcome is Outcome.SEND:
+        if exp.outcome is _SEND:
             expected[exp.campaign] = expected.get(exp.campaign, 0) + 1
     missed: dict[str, int] = {}
     for exp in pairing.missed:
@@ -49,7 +53,7 @@ def trigger_recall(ctx: CheckContext, out: Collector) -> None:
         campaign = ev.scenario.campaigns[exp.campaign]
         name = campaign.trigger.event_name
         delivered = ctx.delivered_by_trigger.get((exp.campaign, exp.trigger_event_id))
-        reason = delivered.reason if delivered is not None and delivered.outcome is Outcome.NO_SEND else ""
+        reason = delivered.reason if delivered is not None and delivered.outcome is _NO_SEND else ""
         cause = attribution.missed(ev, name, exp.trigger_event_id, exp.shopper, campaign.delay, reason)
         out.fail(
             Failure(
@@ -193,7 +197,7 @@ def unaddressable_intent(ctx: CheckContext, out: Collector) -> None:
     for exp in ev.truth:
         if exp.shopper in intent or campaigns[exp.campaign].trigger.behavior is not None:
             continue
-        lost_identity = exp.outcome is Outcome.SEND and exp.shopper not in ev.identified_shoppers
+        lost_identity = exp.outcome is _SEND and exp.shopper not in ev.identified_shoppers
         if exp.reason == "unaddressable" or lost_identity:
             intent[exp.shopper] = (exp.campaign, exp.trigger_event_id)
     for shopper, (campaign, trigger_id) in intent.items():
@@ -401,7 +405,7 @@ def platform_rules(ctx: CheckContext, out: Collector) -> None:
     expected: dict[tuple[str, str], bool] = {}
     per_expected: dict[str, int] = dict.fromkeys(ev.scenario.campaigns, 0)
     for exp in ev.delivered:
-        if exp.outcome is Outcome.SEND:
+        if exp.outcome is _SEND:
             expected[(exp.campaign, exp.trigger_event_id)] = False
             per_expected[exp.campaign] = per_expected.get(exp.campaign, 0) + 1
     per_hit: dict[str, int] = {}
@@ -433,7 +437,7 @@ def platform_rules(ctx: CheckContext, out: Collector) -> None:
         )
     exits = {(j.campaign, j.trigger_event_id): j.exit_event_id for j in ctx.observed.exits}
     for exp in ev.delivered:
-        if exp.outcome is not Outcome.SEND or expected.get((exp.campaign, exp.trigger_event_id)):
+        if exp.outcome is not _SEND or expected.get((exp.campaign, exp.trigger_event_id)):
             continue
         kind, cause = _platform_cause(ctx, exits.get((exp.campaign, exp.trigger_event_id)), exp.send_ms)
         out.fail(
@@ -479,14 +483,14 @@ def campaign_outcomes(ctx: CheckContext, out: Collector) -> None:
     }
     for exp in ev.truth:
         row = rows.setdefault(exp.campaign, {})
-        if exp.outcome is Outcome.SEND:
+        if exp.outcome is _SEND:
             row["truth_send"] = row.get("truth_send", 0) + 1
         elif exp.reason in ("purchased", "exited"):
             row["truth_suppressed"] = row.get("truth_suppressed", 0) + 1
         elif exp.reason == "unaddressable":
             row["truth_unaddressable"] = row.get("truth_unaddressable", 0) + 1
     for exp in ev.delivered:
-        if exp.outcome is Outcome.SEND:
+        if exp.outcome is _SEND:
             row = rows.setdefault(exp.campaign, {})
             row["delivered_send"] = row.get("delivered_send", 0) + 1
     observed = ctx.observed

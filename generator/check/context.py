@@ -16,6 +16,8 @@ from generator.check.evidence import Evidence, TruthEvent
 from generator.check.observed import Journey, Observed
 from generator.events import Expectation, Outcome
 
+_SEND = Outcome.SEND  # enum members cost ~90 ns a lookup on CPython 3.11: loops use this
+
 
 @dataclass(frozen=True, slots=True)
 class SendVerdict:
@@ -104,12 +106,12 @@ def pair_sends(ctx: CheckContext) -> Pairing:
     send_exp: dict[int, Expectation] = {}
     for i, send in enumerate(sends):
         exp = truth_by_trigger.get((send.campaign, ev.truth_id(send.trigger_event_id)))
-        if exp is not None and exp.outcome is Outcome.SEND and id(exp) not in paired_exp:
+        if exp is not None and exp.outcome is _SEND and id(exp) not in paired_exp:
             paired_exp.add(id(exp))
             send_exp[i] = exp
     left_truth: dict[tuple[str, str], list[Expectation]] = {}
     for exp in ev.truth:
-        if exp.outcome is Outcome.SEND and id(exp) not in paired_exp:
+        if exp.outcome is _SEND and id(exp) not in paired_exp:
             left_truth.setdefault((exp.campaign, exp.person), []).append(exp)
     for group in left_truth.values():
         group.sort(key=lambda e: e.send_ms or 0)
@@ -161,7 +163,7 @@ def pair_sends(ctx: CheckContext) -> Pairing:
         out.verdicts.append(SendVerdict(send, truth_id, shopper, category, exp, exit_event))
         if exp is not None:
             out.paired[id(exp)] = send
-    out.missed = [e for e in ev.truth if e.outcome is Outcome.SEND and id(e) not in paired_exp]
+    out.missed = [e for e in ev.truth if e.outcome is _SEND and id(e) not in paired_exp]
     return out
 
 

@@ -93,9 +93,8 @@ class TruthEvent(NamedTuple):
     timestamp_ms: int
 
 
-@dataclass(slots=True)
-class ShopperTruth:
-    """Per-shopper facts from the truth stream."""
+class ShopperTruth(NamedTuple):
+    """Per-shopper facts from the truth stream (a named tuple: one is built per shopper)."""
 
     shopper: int
     user_id: str
@@ -252,11 +251,7 @@ class EvidenceBuilder:
         if user_id:
             self.person_shopper[user_id] = shopper
         self.shoppers[shopper] = ShopperTruth(
-            shopper=shopper,
-            user_id=user_id,
-            identified_ms=identified_ms,
-            anonymous_ids=life.person.anonymous_ids,
-            start_ms=life.start_ms,
+            shopper, user_id, identified_ms, life.person.anonymous_ids, life.start_ms
         )
         funnel = self._funnel_sets
         for name in names:
