@@ -80,14 +80,15 @@ class LagHistogram:
 
     def record(self, lag_ms: float) -> None:
         """Add one lag (negative lags, i.e. early starts, count as 0)."""
-        lag = max(0.0, lag_ms)
+        lag = lag_ms if lag_ms > 0.0 else 0.0
         self.n += 1
         self.sum_ms += lag
         if lag > self.max_ms:
             self.max_ms = lag
         if lag > self.late_ms:
             self.late += 1
-        key = bucket_ms(lag)
+        # Sub-millisecond lags (nearly every send at a high --speed) skip the rounding call.
+        key = 0 if lag < 0.5 else bucket_ms(lag)
         self.buckets[key] = self.buckets.get(key, 0) + 1
 
     def merge(self, other: LagHistogram) -> None:

@@ -66,7 +66,7 @@ class Stamp:
         """The body the encoder would give for the same event at ``timestamp_ms``."""
         if self.render is None:
             return self.head
-        return self.head + self.render(timestamp_ms).encode() + self.tail
+        return b"".join((self.head, self.render(timestamp_ms).encode(), self.tail))
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,6 +162,7 @@ class LoadSession:
         self._headers: dict[str, dict[str, str]] = {}
         self._auth = encoder.auth_headers(creds)
         self._restamp = config.restamps
+        self._scaled = config.clock == "scaled"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -444,7 +445,10 @@ class LoadSession:
         """
         ledger = self.ledger
         deliveries = planned.deliveries
-        tokens = [ledger.plan(_arrived(d, arrival_ms)) for d in deliveries]
+        if len(deliveries) == 1:
+            tokens = [ledger.plan(_arrived(deliveries[0], arrival_ms))]
+        else:
+            tokens = [ledger.plan(_arrived(d, arrival_ms)) for d in deliveries]
         settled = 0  # tokens[:settled] are settled; _attempt settles all of its tokens or none
         try:
             requests = self._encode(planned)
@@ -479,8 +483,8 @@ class LoadSession:
                 ledger.settle(token, State.REJECTED, reason=OVERSIZE_REASON)
             return
         context = {"event_id": request.event_ids[0], "shopper": job.shopper, "events": len(carried)}
-        base = self._headers_for(request.content_type)
-        scaled = config.clock == "scaled"
+        base = self._headers.get(request.content_type) or self._headers_for(request.content_type)
+        scaled = self._scaled
         attempt = 0
         while True:
             attempt += 1

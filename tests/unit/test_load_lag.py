@@ -58,3 +58,12 @@ def test_pool_verdict_names_the_fix():
     assert "raise --users" in pool_verdict(0.2, users=3, max_busy=3)
     assert "add --workers" in pool_verdict(0.2, users=3, max_busy=1)
     assert pool_verdict(0.0, users=3).startswith("pool kept up")
+
+
+@given(st.floats(min_value=-1_000, max_value=10**6, allow_nan=False), st.sampled_from([0.0, 0.3, 100.0]))
+def test_a_recorded_lag_lands_in_its_bucket_and_counts_late_exactly(value, late_ms):
+    # record() skips the rounding call for sub-millisecond lags: same bucket, same late count.
+    hist = LagHistogram(late_ms=late_ms)
+    hist.record(value)
+    assert hist.buckets == {bucket_ms(max(0.0, value)): 1}
+    assert hist.late == (max(0.0, value) > late_ms)
