@@ -338,7 +338,9 @@ class CampaignEngine:
     ) -> None:
         seq = self._next_skip
         self._next_skip += 1
-        self._store.execute(
+        # Queued, not executed: one skip per anonymous trigger event adds up, and consecutive
+        # rows go to SQLite in one executemany (any other store call flushes them first).
+        self._store.append(
             "INSERT INTO skips(seq, campaign, campaign_id, cio_id, person, trigger_event_id, at_ms, reason)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, campaign_name, self.ids[campaign_name], cio, person, event.event_id, now_ms, reason),

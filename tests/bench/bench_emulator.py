@@ -12,7 +12,8 @@ ratios are comparable on a noisy shared machine):
 - ``track_v1_full_rps``: the same with synchronous FULL;
 - ``batch_events_per_s``: events/s through ``POST /v1/batch`` (100 events per request),
   target ≥ 20,000/s;
-- ``sqlite_share``: SQLite seconds (statements + commits) / server CPU seconds, per workload.
+- ``sqlite_share``: seconds inside SQLite (statements + commits, monotonic clock) / server CPU
+  seconds, per workload.
 
 Each rate is reported twice: achieved (per wall second) and per server CPU-second (the
 capacity of one dedicated core). On a shared 2-core machine the pinned server often gets only a
