@@ -9,10 +9,17 @@ with plain functions.
 Flow::
 
     producer greenlet ── sleeps until shopper k is due ──▶ queue ──▶ a free user takes it
-        (simulates the next shopper while it waits)         (late if every user was busy)
+        (simulates and encodes the next shopper              (late if every user was busy)
+         while it waits)
 
     user: replay(job) → for each planned send: wait offset_s after the actual start,
-          encode (timestamps re-stamped in wall mode), send, classify, retry, settle the ledger
+          take its prepared request (re-stamped in wall mode), send, classify, retry,
+          settle the ledger
+
+The send path is the load generator's hot loop: at a high ``--speed`` it is what limits
+requests/s per core, so it does per request only what cannot be done earlier (encoding moved to
+:mod:`generator.load.prepared`; tokens settle by position, not by id; shared verdicts). See
+tests/bench/bench_load.py for what it costs next to a bare FastHttpUser.
 
 Ending. ``stop(grace_s)`` stops producing; due shoppers still queued are *unstarted* (counted,
 never planned in the ledger); shoppers in flight get ``grace_s`` to finish, then their remaining
