@@ -364,15 +364,14 @@ class EvidenceBuilder:
         """Record planned deliveries in arrival order — the same as :meth:`add_delivery` for each,
         in a fraction of the time.
 
-        Most deliveries of a big run are *plain*: no fault, the first of their id, identified,
-        and of a name that no campaign reads and no attribution looks up (page views, most
-        track calls). Of those only aggregates are kept (ids, arrival times, latencies,
-        tracking-plan conformance), so they are only deduplicated one by one here and their
-        aggregates are taken a chunk at a time with C-level passes (map, set and array
-        operations); every other delivery takes the full :meth:`add_delivery` path in its turn.
-        Plain deliveries change nothing in the delivered-basis rules but the set of known
-        people, which is updated at the end of the chunk: a send that falls due meanwhile fires
-        before the next delivery that matters, exactly as if they had been processed singly.
+        Most deliveries of a big run are *plain*: no fault tag, their own truth id, not an
+        identify. Those are deduplicated, fed to the campaign rules (names the rules read) and
+        indexed for attribution (campaign trigger and exit names) one by one, in arrival order,
+        as :meth:`add_delivery` does; their aggregates — arrival hours, latencies, known people,
+        merge-completeness records of other anonymous events, tracking-plan conformance — are
+        taken a chunk at a time with C-level passes (map, zip, set and array operations). Every
+        other delivery takes the full :meth:`add_delivery` path in its turn. Known people reach
+        the rules at the end of the chunk: only a later merge reads them.
         """
         for start in range(0, len(deliveries), CHUNK):
             self._add_chunk(deliveries[start : start + CHUNK])
