@@ -66,6 +66,7 @@ from generator.errors import DeliveryError, ShopsimError
 from generator.events import Delivery, Event
 from generator.simulate.seeding import Global, global_rng
 from generator.wire import ITEM_LIMIT_BYTES, Encoder, WireRequest
+from generator.wire.track_v1 import EVENT_NAME_LIMIT_BYTES, PAGE_NAME_LIMIT_BYTES
 
 __all__ = [
     "ARRIVALS_HEADER",
@@ -96,6 +97,9 @@ _OVERSIZE_LIMITS = {
     "pipelines": f"{ITEM_LIMIT_BYTES} byte item limit",
     "browser": f"{ITEM_LIMIT_BYTES} byte item limit",
 }
+
+DEFAULT_LIMIT = "the API's size limits"
+NAME_LIMITS = f"event names {EVENT_NAME_LIMIT_BYTES} B, page and screen names {PAGE_NAME_LIMIT_BYTES:,} B"
 
 # How often the progress callback is called at most (seconds); the final counts always are.
 _PROGRESS_EVERY_S = 0.1
@@ -694,8 +698,13 @@ class _Run:
             raise self._failure
 
     def _reject_oversize(self, wreq: WireRequest, items: Sequence[Item]) -> None:
-        limit = self.limit or "the API's size limits"
-        reason = f"oversize: {len(wreq.body)} bytes > {limit} (use --send-oversize to send it anyway)"
+        size = len(wreq.body)
+        if self.encoder.api != "track-v1" and size <= ITEM_LIMIT_BYTES:
+            # Within the byte limit: the encoder flagged a name over its length limit.
+            what = f"a name over the API's limit ({NAME_LIMITS})"
+        else:
+            what = f"{size} bytes > {self.limit or DEFAULT_LIMIT}"
+        reason = f"oversize: {what} (use --send-oversize to send it anyway)"
         for token, _ in items:
             self.ledger.settle(token, State.REJECTED, reason=reason)
         self.ledger.flush_due()

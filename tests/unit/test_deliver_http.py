@@ -317,6 +317,15 @@ def test_oversize_is_rejected_unsent_with_its_size():
     assert "bytes > 32768" in rejected["reason"] and rejected["status"] is None
 
 
+def test_an_overlong_name_is_rejected_unsent_with_that_reason():
+    plan = make_plan(2)
+    long_name = make_event(98, shopper=1, user_id="u1", name="Viewed " + "x" * 200)
+    plan.insert(1, Delivery(event=long_name, truth_id=long_name.id, arrival_ms=plan[0].arrival_ms + 1))
+    counts, _, records, _ = send(plan, scripted(), clock="wall")
+    (rejected,) = [r for r in records if r["state"] == "rejected"]
+    assert counts.rejected == 1 and "name over the API's limit (event names 100 B" in rejected["reason"]
+
+
 def test_send_oversize_sends_it():
     plan = _oversize_plan()
     counts, transport, _, _ = send(plan, scripted(), clock="wall", send_oversize=True)
