@@ -313,10 +313,11 @@ class EvidenceBuilder:
             self.counts["oversize"] += 1
             return
         seen = self._seen
-        if event_id in seen:
+        size = len(seen)
+        seen.add(event_id)
+        if len(seen) == size:
             self.counts["duplicates"] += 1
             return
-        seen.add(event_id)
         arrival = delivery.arrival_ms
         if self._expect is not None:
             self._expect.arrive(event, arrival)
@@ -395,10 +396,11 @@ class EvidenceBuilder:
                 self.add_delivery(delivery)
                 continue
             event_id = event.id
-            if event_id in seen:
+            size = len(seen)
+            seen.add(event_id)  # one probe of a set of every id, not two (``in`` then ``add``)
+            if len(seen) == size:
                 duplicates += 1
                 continue
-            seen.add(event_id)
             plain.append(delivery)
             if expect is not None and event.name in rule_names:
                 # The campaign rules run in arrival order, delivery by delivery.
