@@ -32,7 +32,7 @@ from generator.emulator.httpserver import HttpServer
 from generator.emulator.identity import People
 from generator.emulator.server_faults import ServerFaults
 from generator.emulator.store import Store
-from generator.emulator.webhooks import WebhookSender
+from generator.emulator.webhooks import Outbox, WebhookSender
 from generator.emulator.workspace import Workspace
 from generator.scenario.model import Campaign, Distribution, Scenario
 
@@ -118,7 +118,9 @@ def start_emulator(
     scenario). ``db`` None keeps the store in memory; a path makes it durable (SQLite WAL; a
     restart on the same path continues where the last run stopped). ``latency``/``error_rate``/
     ``rate_limit`` inject server-side faults on ingestion requests. ``certfile``/``keyfile``
-    serve HTTPS (for clients that insist on it).
+    serve HTTPS (for clients that insist on it). ``webhook_url`` receives signed sent/dropped
+    reports through the store's outbox: with ``db``, reports still pending when the process
+    died go out after the restart.
     """
     configured: Mapping[str, Campaign] = (
         campaigns if campaigns is not None else (scenario.campaigns if scenario is not None else {})
@@ -126,7 +128,8 @@ def start_emulator(
     store = Store(db, synchronous=synchronous)
     sender: WebhookSender | None = None
     if webhook_url:
-        sender = WebhookSender(webhook_url, creds.webhook_secret, before_send=store.barrier)
+        # pending reports of an earlier run on the same --db are loaded and go out first
+        sender = WebhookSender(webhook_url, creds.webhook_secret, Outbox(store))
     on_delivery: Callable[[Delivery], None] | None = sender.enqueue if sender is not None else None
 
     def engine(people: People) -> CampaignEngine:

@@ -423,6 +423,8 @@ class CampaignEngine:
             ),
         )
         if self._on_delivery is not None:
+            # The webhook outbox writes its report here, in the transaction holding the outcome
+            # above: nothing between them yields, so the two commit together or not at all.
             self._on_delivery(
                 Delivery(
                     journey_seq=journey.seq,

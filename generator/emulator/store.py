@@ -21,6 +21,8 @@ Tables (times are epoch ms; JSON columns hold orjson bytes):
 - ``journeys``: campaign entries and their end (sent | dropped | exited | pending).
 - ``skips``: trigger matches that did not enter, with the reason.
 - ``activities``: anon_merge, profile_merge, attribute failures and message activities.
+- ``webhook_outbox``: reporting-webhook reports written with the journey outcome that produced
+  them; ``pending`` until the receiver answers 2xx (then deleted) or ``given_up`` (webhooks.py).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ CREATE TABLE IF NOT EXISTS activities(
     seq INTEGER PRIMARY KEY, cio_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT,
     timestamp_ms INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS activities_person ON activities(cio_id);
+CREATE TABLE IF NOT EXISTS webhook_outbox(
+    seq INTEGER PRIMARY KEY, delivery_id TEXT NOT NULL, metric TEXT NOT NULL, body BLOB NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '');
 """
 
 

@@ -1145,3 +1145,87 @@ def test_event_index_is_the_event_records_as_columns(monkeypatch: pytest.MonkeyP
     assert {"merged_anonymous", "duplicate", "anonymous_pending"} <= {outcome for *_, outcome in rows}
     lines = [orjson.dumps(r) for r in index]
     assert split_export(lines)[1] == split_export([orjson.dumps(e) for e in events])[1]
+
+
+# --------------------------------------------------------------------------- webhook outbox
+
+
+def _delivery(seq: int, metric: str = "sent"):
+    from generator.emulator.campaigns import Delivery
+
+    return Delivery(
+        journey_seq=seq,
+        campaign="cart_recovery",
+        campaign_id=1,
+        delivery_id=f"dlv{seq:012x}",
+        metric=metric,
+        at_ms=T0 + seq,
+        trigger_event_id=f"E{seq}",
+        identifiers={"id": f"u{seq}", "email": f"u{seq}@example.com", "cio_id": f"c{seq}"},
+        recipient=f"u{seq}@example.com",
+        reason="",
+        message="Cart",
+    )
+
+
+def test_webhook_report_commits_in_the_transaction_of_its_journey_outcome(tmp_path: Path) -> None:
+    import sqlite3
+
+    from generator.credentials import LOCAL_DEFAULTS
+    from generator.emulator.app import EmulatorApp
+    from generator.emulator.campaigns import CampaignEngine
+    from generator.emulator.clock import VirtualClock
+    from generator.emulator.store import Store
+    from generator.emulator.webhooks import Outbox
+    from generator.emulator.workspace import Workspace
+
+    db = tmp_path / "emu.db"
+    store = Store(db)
+    outbox = Outbox(store)
+    workspace = Workspace(store, lambda people: CampaignEngine(store, people, CART, on_delivery=outbox.add))
+    app = EmulatorApp(workspace, clock=VirtualClock(), creds=LOCAL_DEFAULTS)
+    _identify(app, "u1", email="u1@example.com")
+    _event(app, "u1", "Added to Cart", id="E1", data={"cart_total": 30})
+    reader = sqlite3.connect(db)  # another connection sees only what is committed
+
+    def committed() -> tuple[list, list]:
+        journeys = reader.execute("SELECT outcome, delivery_id FROM journeys").fetchall()
+        reports = reader.execute("SELECT delivery_id, state, attempts, body FROM webhook_outbox").fetchall()
+        return journeys, reports
+
+    assert committed() == ([("pending", None)], [])
+    assert app.fire(T0 + 2 * HOUR) == 1  # written, not yet committed
+    assert committed() == ([("pending", None)], [])
+    store.barrier()
+    journeys, reports = committed()
+    assert journeys == [("sent", "dlv000000000001")]
+    ((delivery_id, state, attempts, body),) = reports
+    assert (delivery_id, state, attempts) == ("dlv000000000001", "pending", 0)
+    report = orjson.loads(body)
+    assert report["metric"] == "sent" and report["data"]["delivery_id"] == delivery_id
+    assert report["data"]["trigger_event_id"] == "E1" and report["timestamp"] == (T0 + HOUR) // 1000
+    reader.close()
+    store.close()
+
+
+def test_outbox_keeps_attempts_and_give_ups_across_a_reopen(tmp_path: Path) -> None:
+    from generator.emulator.store import Store
+    from generator.emulator.webhooks import Outbox, Report
+
+    db = tmp_path / "emu.db"
+    store = Store(db)
+    outbox = Outbox(store)
+    retried, abandoned, delivered = (outbox.add(_delivery(seq)) for seq in (1, 2, 3))
+    assert retried == Report(1, orjson.dumps(payload(_delivery(1))), 0)
+    outbox.failed(retried, 3, "HTTP 500", give_up=False)
+    outbox.failed(abandoned, 8, "ConnectionRefusedError", give_up=True)
+    outbox.delivered(delivered)
+    store.close()
+
+    reopened = Store(db)
+    again = Outbox(reopened)
+    assert again.pending() == [Report(1, retried.body, 3)]
+    assert again.counts() == {"pending": 1, "given_up": 1}
+    given_up = "SELECT seq, attempts, last_error FROM webhook_outbox WHERE state = 'given_up'"
+    assert reopened.query(given_up) == [(2, 8, "ConnectionRefusedError")]
+    reopened.close()
