@@ -9,8 +9,8 @@ waits for the shopper to be due — not when a user sends them:
   prepared request *is* the request sent.
 - ``--clock wall``: the send re-stamps the timestamp on the wall timeline
   (:func:`~generator.load.schedule.wall_event`), which is only known once the test started. A
-  single-event request is kept as a :class:`Stamp`: the body split around its one rendered
-  timestamp, so re-stamping is one render and a concatenation.
+  single-event request carries a :class:`Stamp`: where in its body the one rendered instant
+  sits, so re-stamping is one render and a join (and the body is held once, not split in two).
 
 A stamp is derived without knowing the encoder's layout: the event is encoded at its own
 timestamp and at a probe timestamp shifted in every field (day, hour, minute, second, ms); if
@@ -56,17 +56,21 @@ PROBE_SHIFT_MS = 90_061_001
 
 @dataclass(frozen=True, slots=True)
 class Stamp:
-    """A body as ``head + render(timestamp_ms) + tail`` (``render`` None: the body has no time)."""
+    """Where a body renders its instant: ``body[at : at + width] == render(timestamp_ms)``.
 
-    head: bytes
-    tail: bytes
+    ``render`` None: the body does not depend on the time at all.
+    """
+
+    at: int
+    width: int
     render: Render | None
 
-    def body(self, timestamp_ms: int) -> bytes:
-        """The body the encoder would give for the same event at ``timestamp_ms``."""
+    def body(self, body: bytes, timestamp_ms: int) -> bytes:
+        """``body`` as the encoder would give it for the same event at ``timestamp_ms``."""
         if self.render is None:
-            return self.head
-        return b"".join((self.head, self.render(timestamp_ms).encode(), self.tail))
+            return body
+        at = self.at
+        return b"".join((body[:at], self.render(timestamp_ms).encode(), body[at + self.width :]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +86,14 @@ def stamp_for(encoder: Encoder, event: Event, body: bytes) -> Stamp | None:
     probe_ms = event.timestamp_ms + PROBE_SHIFT_MS
     probe = encoder.encode(replace(event, timestamp_ms=probe_ms)).body
     if probe == body:
-        return Stamp(body, b"", None)
+        return Stamp(0, 0, None)
     for render in _RENDERINGS:
         mine, theirs = render(event.timestamp_ms).encode(), render(probe_ms).encode()
         if body.count(mine) != 1 or probe.count(theirs) != 1:
             continue
-        at = body.index(mine)
-        head, tail = body[:at], body[at + len(mine) :]
-        if probe == head + theirs + tail:
-            return Stamp(head, tail, render)
+        stamp = Stamp(body.index(mine), len(mine), render)
+        if stamp.body(body, probe_ms) == probe:
+            return stamp
     return None
 
 

@@ -416,7 +416,9 @@ class LoadSession:
                 request = prepared[0].request
                 event = deliveries[0].event
                 speed = self.config.speed
-                body = stamp.body(self.wall_origin_ms + round((event.timestamp_ms - self.origin_ms) / speed))
+                body = stamp.body(
+                    request.body, self.wall_origin_ms + round((event.timestamp_ms - self.origin_ms) / speed)
+                )
                 # Same length, same limits: the encoder's oversize verdict still holds.
                 if len(body) == len(request.body):
                     return [
