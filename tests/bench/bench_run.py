@@ -13,7 +13,8 @@ The large streams are built by replicating a real simulated+delivered+observed b
 suffixed, times shifted so copies follow each other): the checker's cost per event is the
 same as for a fresh simulation, and setup stays minutes shorter. Results: ``results/bench/run.json``
 (seconds, events, ratios; ``calibration_s`` = a fixed pure-Python loop timed in the same run,
-to compare machines and noisy neighbours).
+to compare machines and noisy neighbours — on the shared VM it varied 3x within an hour, so each
+checker timing carries the calibration taken just before and after it).
 
 Environment knobs: ``SHOPSIM_BENCH_SHOPPERS`` (default 100000), ``SHOPSIM_BENCH_BASE`` (base
 shoppers for the checker, default 8000 ≈ 52k events), ``SHOPSIM_BENCH_COPIES`` (copies for the
@@ -308,12 +309,16 @@ def bench_checker(base_shoppers: int, copies: int, results: Path) -> dict[str, A
     scenario, lives, plan, lines, ledger, span = _base(base_shoppers, results)
     small_copies = max(1, round(copies / 10))
     small_input = _replicate(lives, plan, lines, ledger, small_copies, span, base_shoppers)
+    calibration_before = _calibrate()
     with tuned_gc(), _frozen():
         small = _time_checker(scenario, *small_input, results)
+    small["calibration_s"] = [round(calibration_before, 3), round(_calibrate(), 3)]
     del small_input
     large_input = _replicate(lives, plan, lines, ledger, small_copies * 10, span, base_shoppers)
+    calibration_before = _calibrate()
     with tuned_gc(), _frozen():
         large = _time_checker(scenario, *large_input, results)
+    large["calibration_s"] = [round(calibration_before, 3), round(_calibrate(), 3)]
     del large_input
     ratio_events = large["events"] / small["events"]
 
