@@ -16,6 +16,7 @@ from typing import Any
 _METRIC_CHECK = {
     "trigger_recall": "trigger_recall",
     "suppression_violations": "suppression_violations",
+    "suppression_violation_rate": "suppression_violations",
     "false_triggers": "false_triggers",
     "duplicate_entries": "duplicate_entries",
     "unaddressable_intent": "unaddressable_intent",

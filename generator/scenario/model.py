@@ -957,6 +957,7 @@ METRICS = (
     "trigger_recall",
     "false_triggers",
     "suppression_violations",
+    "suppression_violation_rate",
     "duplicate_entries",
     "unaddressable_intent",
     "merge_completeness",

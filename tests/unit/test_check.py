@@ -117,6 +117,15 @@ def test_late_purchase_is_a_suppression_violation_attributed_to_latency():
     assert failure.reproduce == "reproduce with: shopsim replay s.yaml --seed 9 --shopper 0"
     assert failure.render().endswith(failure.reproduce)
     assert result.metrics["delivered_recall"] == 1.0  # the platform did what it could with what it got
+    # one of the one message sent: the rate is the share of sends, per campaign and overall
+    assert result.metrics["suppression_violation_rate"] == 1.0
+    assert result.metrics["suppression_violation_rate[cart_recovery]"] == 1.0
+
+
+def test_suppression_violation_rate_of_no_sends_is_zero_with_a_note():
+    result = check([], [], [])
+    assert result.metrics["suppression_violation_rate"] == 0.0
+    assert "no message was sent" in result.notes["suppression_violation_rate[cart_recovery]"]
 
 
 def test_missed_message_attributed_to_a_dropped_trigger():
