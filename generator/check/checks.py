@@ -121,11 +121,11 @@ def suppression_violations(ctx: CheckContext, out: Collector) -> None:
     total = sum(sent.values())
     violations = sum(per.values())
     out.metric("suppression_violation_rate", _share(violations, total), note="" if total else none_sent)
-    for campaign, n in sent.items():
+    for campaign_name, n in sent.items():
         out.metric(
             "suppression_violation_rate",
-            _share(per.get(campaign, 0), n),
-            scope=campaign,
+            _share(per.get(campaign_name, 0), n),
+            scope=campaign_name,
             note="" if n else none_sent,
         )
 
