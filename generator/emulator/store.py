@@ -94,8 +94,9 @@ class Store:
             ).fetchall()
         )
         self._in_tx = False
-        self._rows: list[Sequence[Any]] = []
-        self._rows_sql = ""
+        self._rows: dict[str, list[Sequence[Any]]] = {}
+        """Queued INSERT rows per statement (see :meth:`append`)."""
+        self._queued = 0
         self._dirty = Event()
         self._generation = Event()
         self._error: BaseException | None = None
@@ -128,23 +129,30 @@ class Store:
         return cursor
 
     def append(self, sql: str, row: Sequence[Any]) -> None:
-        """Queue an INSERT row; consecutive rows of one statement go to SQLite in one executemany.
+        """Queue an INSERT row; the rows of each statement go to SQLite in one executemany.
 
-        Every other store call flushes the queue first, so statement order is preserved.
+        Every other store call (and a commit) flushes the queue first. Rows keep their order per
+        statement; statements of different tables may be reordered among themselves, so only
+        plain inserts into tables no queued statement reads belong here (events, skips). One
+        queue per statement, because the event path interleaves them: with a single queue,
+        alternating event and skip rows flushed one row at a time.
         """
-        if self._rows and sql is not self._rows_sql:
-            self._flush()
-        self._rows_sql = sql
-        self._rows.append(row)
-        if len(self._rows) >= 512:
+        queue = self._rows.get(sql)
+        if queue is None:
+            queue = self._rows[sql] = []
+        queue.append(row)
+        self._queued += 1
+        if self._queued >= 512:
             self._flush()
 
     def _flush(self) -> None:
-        rows, self._rows = self._rows, []
+        queued, self._rows = self._rows, {}
+        self._queued = 0
         started = time.perf_counter()
         if not self._in_tx:
             self._begin()
-        self._conn.executemany(self._rows_sql, rows)
+        for sql, rows in queued.items():
+            self._conn.executemany(sql, rows)
         self.sqlite_s += time.perf_counter() - started
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
