@@ -276,16 +276,15 @@ class Workspace:
             " WHERE anonymous_id = ? AND outcome = 'anonymous_pending' ORDER BY timestamp_ms, seq",
             (anonymous_id,),
         )
-        merged = 0
+        merged: list[tuple[str, int]] = []
+        expired: list[tuple[int]] = []
         for seq, event_id, name, kind, timestamp, properties in rows:
             if now_ms - timestamp > ANON_RETENTION_MS:
-                self.store.execute("UPDATE events SET outcome = 'expired' WHERE seq = ?", (seq,))
+                expired.append((seq,))
                 continue
-            self.store.execute(
-                "UPDATE events SET cio_id = ?, outcome = 'merged_anonymous' WHERE seq = ?",
-                (profile.cio_id, seq),
-            )
-            merged += 1
+            merged.append((profile.cio_id, seq))
+            if not self.campaigns.relevant(name):
+                continue  # as for a live event: no campaign reads it (and its properties stay unparsed)
             self.campaigns.process(
                 profile,
                 EventFacts(
@@ -297,8 +296,16 @@ class Workspace:
                 ),
                 now_ms,
             )
-        self.counters.anon_merged += merged
-        self._activity(profile, "anon_merge", None, now_ms, {"anonymous_id": anonymous_id, "events": merged})
+        # One statement per kind of change, not one per event (the campaign writes above touch
+        # other tables).
+        self.store.executemany(
+            "UPDATE events SET cio_id = ?, outcome = 'merged_anonymous' WHERE seq = ?", merged
+        )
+        self.store.executemany("UPDATE events SET outcome = 'expired' WHERE seq = ?", expired)
+        self.counters.anon_merged += len(merged)
+        self._activity(
+            profile, "anon_merge", None, now_ms, {"anonymous_id": anonymous_id, "events": len(merged)}
+        )
 
     # ------------------------------------------------------------------ merge / delete / suppress
 
