@@ -132,8 +132,7 @@ def load_evidence(
         builder.add_life(life)
         deliveries.extend(actual_deliveries(planned, by_shopper[k]))
     deliveries.sort(key=lambda d: d.arrival_ms)
-    for delivery in deliveries:
-        builder.add_delivery(delivery)
+    builder.add_deliveries(deliveries)
     evidence = builder.finish()
     # The ingestion check reads the whole ledger and skips identify calls (the target stores
     # people, not identify events) by the ids it knows: tell it about the left-out ones too.
