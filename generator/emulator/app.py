@@ -54,6 +54,7 @@ from generator.emulator.decode import Decoded, DecodeError, ItemError, Op
 from generator.emulator.httpserver import Request, Response
 from generator.emulator.server_faults import ServerFaults
 from generator.emulator.store import StoreError
+from generator.emulator.webhooks import Outbox
 from generator.emulator.workspace import Workspace
 
 _log = logging.getLogger("shopsim.emulator")
@@ -620,7 +621,8 @@ class EmulatorApp:
         return _json(200, {"now_ms": now, "fired": fired, "pending": len(self.workspace.campaigns.pending)})
 
     def stats_snapshot(self) -> dict[str, Any]:
-        """Counters and timings: requests, SQLite seconds, commits, process CPU seconds."""
+        """Counters and timings: requests, SQLite seconds, commits, process CPU seconds, and the
+        reporting-webhook outbox by state (``pending``, ``given_up``; delivered reports leave it)."""
         counters = self.workspace.counters
         out: dict[str, Any] = {
             "requests": self.stats.requests,
@@ -638,6 +640,7 @@ class EmulatorApp:
             "anon_merged": counters.anon_merged,
             "dropped_items": dict(counters.dropped_items),
             "pending_journeys": len(self.workspace.campaigns.pending),
+            "webhook_outbox": Outbox(self.store).counts(),
             "clock_ms": self.clock.now_ms,
         }
         if self.faults is not None:
