@@ -142,7 +142,8 @@ class Ledger:
         self.path = path
         self._own_stream = stream is None and path is not None
         self._out: IO[bytes] | None = path.open("ab") if self._own_stream and path is not None else stream
-        self._open: dict[int, Delivery] = {}
+        self._open: dict[int, tuple[Delivery, int]] = {}
+        """Token → (delivery, arrival ms it is recorded with), until settled."""
         self._next = 0
         self._buffer: list[bytes] = []
         self._flushed_at = time.monotonic()
@@ -155,12 +156,16 @@ class Ledger:
 
     # ------------------------------------------------------------------ accounting
 
-    def plan(self, delivery: Delivery) -> int:
-        """Count ``delivery`` as planned and return its token for :meth:`settle`."""
+    def plan(self, delivery: Delivery, *, arrival_ms: int | None = None) -> int:
+        """Count ``delivery`` as planned and return its token for :meth:`settle`.
+
+        ``arrival_ms`` records when it actually arrives instead of its planned ``arrival_ms``
+        (a load test sends shoppers when a user is free, not on the plan's clock).
+        """
         token = self._next
         self._next += 1
         self._planned += 1
-        self._open[token] = delivery
+        self._open[token] = (delivery, delivery.arrival_ms if arrival_ms is None else arrival_ms)
         return token
 
     def settle(
@@ -174,7 +179,7 @@ class Ledger:
     ) -> None:
         """Record the final state of one planned delivery (buffered until :meth:`flush`)."""
         try:
-            delivery = self._open.pop(token)
+            delivery, arrival_ms = self._open.pop(token)
         except KeyError:
             raise LedgerImbalance(f"delivery token {token} settled twice or never planned") from None
         self._counts[state] += 1
@@ -192,7 +197,7 @@ class Ledger:
                     "status": status,
                     "reason": reason[:REASON_LIMIT],
                     "attempts": attempts,
-                    "arrival_ms": delivery.arrival_ms,
+                    "arrival_ms": arrival_ms,
                     "faults": delivery.faults,
                 },
                 option=orjson.OPT_APPEND_NEWLINE,

@@ -455,9 +455,9 @@ class LoadSession:
         ledger = self.ledger
         deliveries = planned.deliveries
         if len(deliveries) == 1:
-            tokens = [ledger.plan(_arrived(deliveries[0], arrival_ms))]
+            tokens = [ledger.plan(deliveries[0], arrival_ms=arrival_ms)]
         else:
-            tokens = [ledger.plan(_arrived(d, arrival_ms)) for d in deliveries]
+            tokens = [ledger.plan(d, arrival_ms=arrival_ms) for d in deliveries]
         settled = 0  # tokens[:settled] are settled; _attempt settles all of its tokens or none
         try:
             requests = self._encode(planned)
@@ -529,19 +529,3 @@ class LoadSession:
                         token, State.GIVEN_UP, status=status or None, reason=reason, attempts=attempt
                     )
                 return
-
-
-def _arrived(delivery: Delivery, arrival_ms: int) -> Delivery:
-    """``delivery`` as the ledger records it: with its actual arrival.
-
-    Built with the constructor because ``dataclasses.replace`` costs several times more on
-    this per-request path; the ledger reads only the fields copied here.
-    """
-    return Delivery(
-        event=delivery.event,
-        truth_id=delivery.truth_id,
-        arrival_ms=arrival_ms,
-        faults=delivery.faults,
-        dropped=delivery.dropped,
-        oversize=delivery.oversize,
-    )

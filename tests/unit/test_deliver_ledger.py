@@ -173,3 +173,15 @@ def test_acknowledged_ids_of_a_written_ledger(tmp_path):
     assert [i for ids in acknowledged_ids(path) for i in ids] == [
         d.event.id for i, d in enumerate(plan) if i != 2
     ]
+
+
+def test_a_delivery_can_be_recorded_with_its_actual_arrival(tmp_path):
+    plan = make_plan(2)
+    path = tmp_path / "ledger.ndjson"
+    with Ledger(path) as ledger:
+        late = ledger.plan(plan[0], arrival_ms=plan[0].arrival_ms + 5_000)
+        on_time = ledger.plan(plan[1])
+        ledger.settle(late, State.ACKNOWLEDGED, status=200)
+        ledger.settle(on_time, State.ACKNOWLEDGED, status=200)
+    rows = list(read_ledger(path))
+    assert [r["arrival_ms"] for r in rows] == [plan[0].arrival_ms + 5_000, plan[1].arrival_ms]
