@@ -127,7 +127,7 @@ class ExpectationBuilder:
         self._delivered_engine = DeliveredEngine(scenario)
         self.truth: list[Expectation] = []
         self.delivered: list[Expectation] = []
-        self.names = _Rules.of(scenario).names
+        self.names = self._delivered_engine.names
         """Event names the rules read (triggers, exits, behaviour history): a delivered call of
         any other name only makes its person known (:meth:`know`)."""
 
@@ -196,10 +196,6 @@ class _Rules:
     def names(self) -> frozenset[str]:
         """Every event name a campaign reads (trigger, exit or behaviour history)."""
         return frozenset(self.by_trigger) | frozenset(self.by_exit) | self.history_names
-
-    def relevant(self, name: str) -> bool:
-        """Whether an event name matters to any campaign (trigger, exit or behaviour history)."""
-        return name in self.by_trigger or name in self.by_exit or name in self.history_names
 
 
 def trigger_matches(campaign: Campaign, event: Event, history: Mapping[str, list[int]]) -> bool:
@@ -433,7 +429,8 @@ class DeliveredEngine:
         # anonymous id → (arrival order, event) stored while nobody owned it (relevant names only)
         self._pending: dict[str, list[tuple[int, Event]]] = {}
         self._due: list[tuple[int, int, _Entry]] = []
-        self._relevant = self._rules.names
+        self.names = self._rules.names
+        """Event names the rules read (triggers, exits, behaviour history)."""
         self._tick = 0
         self._order = 0
         self._now = 0
@@ -476,7 +473,7 @@ class DeliveredEngine:
         if kind is _IDENTIFY:
             if event.user_id:
                 self._identify(event, now)
-        elif kind is _TRACK and event.name in self._relevant:
+        elif kind is _TRACK and event.name in self.names:
             user_id = event.user_id
             if user_id:
                 self._associate(user_id, event, now)

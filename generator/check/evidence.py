@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from generator.events import CallType, Delivery, Event, Expectation, Outcome, ShopperLife
+from generator.events import CallType, Delivery, Event, Expectation, ShopperLife
 from generator.expect import ExpectationBuilder, campaign_horizon_ms
 from generator.scenario.model import PropertySpec, Scenario
 
@@ -47,8 +47,6 @@ _CLEAN: tuple[tuple[str, str, str], ...] = ()
 _Signature = tuple[CallType, str, tuple[str, ...], tuple[type, ...]]
 CHUNK = 4096
 """Deliveries recorded per chunk by :meth:`EvidenceBuilder.add_deliveries` and ``tap_plan``."""
-_new_tuple = tuple.__new__
-"""Builds a :class:`DeliveryInfo` from a tuple without the named tuple's Python-level ``__new__``."""
 MAX_EXAMPLES = 3
 _CONFORM_CACHE_MAX = 200_000
 """Distinct (call type, name, property names, value types) signatures whose conformance verdict is
@@ -170,7 +168,6 @@ class EvidenceBuilder:
         self._expect = ExpectationBuilder(scenario) if expectations else None
         trigger_names = {c.trigger.event_name for c in scenario.campaigns.values()}
         exit_names = {n for c in scenario.campaigns.values() for n in c.exit_on}
-        self._trigger_names = frozenset(trigger_names)
         self._exit_names = frozenset(exit_names)
         self._relevant = frozenset(trigger_names | exit_names)
         """Names whose deliveries attribution looks up (campaign triggers and exits)."""
@@ -284,8 +281,7 @@ class EvidenceBuilder:
         user_id = event.user_id
         info: DeliveryInfo | None = None
         if relevant or not (is_identify or user_id):
-            info = _new_tuple(
-                DeliveryInfo,
+            info = _new_info(
                 (
                     event_id,
                     truth_id,
@@ -657,11 +653,6 @@ def _hourly(stamps: array[int]) -> dict[int, int]:
     return dict(zip(hours.tolist(), counts.tolist(), strict=True))
 
 
-def _tag_kind(tag: str) -> str:
-    """The category of a fault tag (``schema_drift:rename:a>b`` → ``schema_drift``)."""
-    return tag.split(":", 1)[0]
-
-
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -676,17 +667,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return "null" if value is None else type(value).__name__
-
-
-def _type_ok(value: Any, spec: PropertySpec) -> bool:
-    actual = _json_type(value)
-    if spec.type == "number":
-        return actual in ("number", "integer")
-    if spec.type == "integer":
-        return actual == "integer" or (actual == "number" and float(value).is_integer())
-    return actual == spec.type
-
-
-def expected_sends(expectations: Iterable[Expectation]) -> Iterator[Expectation]:
-    """The SEND expectations of a list."""
-    return (e for e in expectations if e.outcome is Outcome.SEND)
