@@ -59,8 +59,11 @@ __all__ = ["LoadSession", "SendFn", "SessionConfig"]
 
 log = logging.getLogger(__name__)
 
-SendFn = Callable[[WireRequest, str, Mapping[str, Any], Mapping[str, str]], Verdict]
-"""``send(request, name, context, headers) -> Verdict``: one HTTP attempt, recorded by Locust."""
+SendFn = Callable[[WireRequest, str, Mapping[str, Any], Mapping[str, str], bytes], Verdict]
+"""``send(request, name, context, headers, body) -> Verdict``: one HTTP attempt, recorded by Locust.
+
+``body`` is what goes on the wire: ``request.body``, or in wall mode the same body re-stamped
+(passed apart so the hot path does not build a new frozen WireRequest per send)."""
 
 EmitFn = Callable[[str, dict[str, Any]], None]
 
@@ -454,10 +457,66 @@ class LoadSession:
         """
         ledger = self.ledger
         deliveries = planned.deliveries
-        if len(deliveries) == 1:
-            tokens = [ledger.plan(deliveries[0], arrival_ms=arrival_ms)]
-        else:
-            tokens = [ledger.plan(d, arrival_ms=arrival_ms) for d in deliveries]
+        if len(deliveries) != 1:
+            self._send_batch(job, planned, send, arrival_ms)
+            return
+        # One delivery, one request: the common send, with its first attempt inline. Per
+        # request this is the load generator's own cost next to Locust's, so it avoids the
+        # general path's lists, slices and calls (same ledger lines, same Locust requests).
+        token = ledger.plan(deliveries[0], arrival_ms=arrival_ms)
+        settled = False  # _attempt settles the token or leaves it open (a kill while it waits)
+        try:
+            request, body = self._single(planned)
+            if request.oversize and not self.config.send_oversize:
+                self._attempt(job, planned.name, request, body, [token], send, arrival_ms)
+                settled = True
+                return
+            headers = self._headers.get(request.content_type) or self._headers_for(request.content_type)
+            if self._scaled:
+                headers = {**headers, CLOCK_HEADER: str(arrival_ms)}
+            context = {"event_id": request.event_ids[0], "shopper": job.shopper, "events": 1}
+            verdict = send(request, planned.name, context, headers, body)
+            if verdict.ok and not verdict.rejected:
+                ledger.count_attempt(retry=False)
+                ledger.acknowledge(token, verdict.status, 1)
+            else:
+                self._attempt(job, planned.name, request, body, [token], send, arrival_ms, first=verdict)
+            settled = True
+        finally:
+            if not settled:
+                ledger.settle(token, State.GIVEN_UP, reason=ENDED_REASON)
+
+    def _single(self, planned: PlannedSend) -> tuple[WireRequest, bytes]:
+        """The request carrying a one-delivery send and the body to send: prepared (its body
+        re-stamped in wall mode) or encoded now."""
+        prepared = planned.prepared
+        if prepared:
+            ready = prepared[0]
+            request = ready.request
+            body = request.body
+            if not self._restamp:
+                return request, body
+            stamp = ready.stamp
+            if stamp is not None:
+                render = stamp.render
+                if render is None:  # the body does not depend on the time
+                    return request, body
+                at = stamp.at
+                width = stamp.width
+                timestamp_ms = planned.deliveries[0].event.timestamp_ms
+                rendered = render(
+                    self.wall_origin_ms + round((timestamp_ms - self.origin_ms) / self.config.speed)
+                ).encode()
+                # Same length, same limits: the encoder's oversize verdict still holds.
+                if len(rendered) == width:
+                    return request, body[:at] + rendered + body[at + width :]
+        request = self.encoder.encode(self._event(planned.deliveries[0]))
+        return request, request.body
+
+    def _send_batch(self, job: ShopperJob, planned: PlannedSend, send: SendFn, arrival_ms: int) -> None:
+        """:meth:`_send` for a send carrying several deliveries (one request or a split batch)."""
+        ledger = self.ledger
+        tokens = [ledger.plan(d, arrival_ms=arrival_ms) for d in planned.deliveries]
         settled = 0  # tokens[:settled] are settled; _attempt settles all of its tokens or none
         try:
             requests = self._encode(planned)
@@ -465,7 +524,8 @@ class LoadSession:
             for request in requests:
                 count = len(request.event_ids)
                 carried = tokens if whole else tokens[settled : settled + count]
-                self._attempt(job, planned.name if whole else "batch", request, carried, send, arrival_ms)
+                name = planned.name if whole else "batch"
+                self._attempt(job, name, request, request.body, carried, send, arrival_ms)
                 settled += count
         finally:
             for token in tokens[settled:]:
@@ -476,14 +536,17 @@ class LoadSession:
         job: ShopperJob,
         name: str,
         request: WireRequest,
+        body: bytes,
         carried: list[int],
         send: SendFn,
         arrival_ms: int,
+        first: Verdict | None = None,
     ) -> None:
-        """Send ``request`` (retrying 429/5xx/no answer) and settle the ``carried`` tokens.
+        """Send ``request`` with ``body`` (retrying 429/5xx/no answer) and settle the ``carried`` tokens.
 
-        The only yields are inside ``send`` and the backoff wait, before any token is settled,
-        so a kill leaves either all of ``carried`` open or all settled.
+        ``first``: the verdict of a first attempt the caller already made. The only yields are
+        inside ``send`` and the backoff wait, before any token is settled, so a kill leaves
+        either all of ``carried`` open or all settled.
         """
         ledger = self.ledger
         config = self.config
@@ -495,18 +558,20 @@ class LoadSession:
         base = self._headers.get(request.content_type) or self._headers_for(request.content_type)
         scaled = self._scaled
         attempt = 0
+        verdict = first
         while True:
             attempt += 1
-            headers = base
-            if scaled:
-                clock = arrival_ms if attempt == 1 else self.scaled_now_ms()
-                headers = {**base, CLOCK_HEADER: str(clock)}
-            verdict = send(request, name, context, headers)
+            if verdict is None:
+                headers = base
+                if scaled:
+                    clock = arrival_ms if attempt == 1 else self.scaled_now_ms()
+                    headers = {**base, CLOCK_HEADER: str(clock)}
+                verdict = send(request, name, context, headers, body)
             status = verdict.status
             if verdict.ok and not verdict.rejected:  # the common case: every item acknowledged
                 ledger.count_attempt(retry=attempt > 1)
                 for token in carried:
-                    ledger.settle(token, State.ACKNOWLEDGED, status=status, attempts=attempt)
+                    ledger.acknowledge(token, status, attempt)
                 return
             no_answer = status == 0
             ledger.count_attempt(
@@ -517,7 +582,7 @@ class LoadSession:
                 for index, token in enumerate(carried):
                     reason = rejected.get(index)
                     if reason is None:
-                        ledger.settle(token, State.ACKNOWLEDGED, status=status, attempts=attempt)
+                        ledger.acknowledge(token, status, attempt)
                     else:
                         ledger.settle(token, State.REJECTED, status=status, reason=reason, attempts=attempt)
                 return
@@ -529,3 +594,4 @@ class LoadSession:
                         token, State.GIVEN_UP, status=status or None, reason=reason, attempts=attempt
                     )
                 return
+            verdict = None

@@ -50,15 +50,21 @@ class ShopperUser(FastHttpUser):
             session.replay(turn, self.send)
 
     def send(
-        self, request: WireRequest, name: str, context: Mapping[str, Any], headers: Mapping[str, str]
+        self,
+        request: WireRequest,
+        name: str,
+        context: Mapping[str, Any],
+        headers: Mapping[str, str],
+        body: bytes,
     ) -> Verdict:
-        """One HTTP attempt, recorded in Locust's statistics and classified for the ledger."""
+        """One HTTP attempt (``body``: what to send, see ``SendFn``), recorded in Locust's
+        statistics and classified for the ledger."""
         # headers and context go to Locust as they are: it copies both into its own dicts.
         with self.client.request(
             request.method,
             request.path,
             name=name,
-            data=request.body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as is
+            data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as is
             headers=headers,  # type: ignore[arg-type]
             catch_response=True,
             context=context,  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -62,8 +63,18 @@ def test_pool_verdict_names_the_fix():
 
 @given(st.floats(min_value=-1_000, max_value=10**6, allow_nan=False), st.sampled_from([0.0, 0.3, 100.0]))
 def test_a_recorded_lag_lands_in_its_bucket_and_counts_late_exactly(value, late_ms):
-    # record() skips the rounding call for sub-millisecond lags: same bucket, same late count.
+    # record() skips the rounding call below 99.5 ms: same bucket, same late count.
     hist = LagHistogram(late_ms=late_ms)
     hist.record(value)
     assert hist.buckets == {bucket_ms(max(0.0, value)): 1}
     assert hist.late == (max(0.0, value) > late_ms)
+
+
+EDGES = [0.49, 0.5, 0.51, 1.5, 2.5, 50.5, 98.5, 99.49, 99.5, 99.51, 100.49, 104.9, 105.0]
+
+
+@pytest.mark.parametrize("value", EDGES)
+def test_the_inline_rounding_matches_bucket_ms_at_its_edges(value):
+    hist = LagHistogram()
+    hist.record(value)
+    assert hist.buckets == {bucket_ms(value): 1}

@@ -7,6 +7,7 @@ speeds are huge so every wait is ~0, and the assertions are about accounting.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -67,8 +68,9 @@ class Target:
         self.body = body
         self.requests = []
 
-    def __call__(self, request, name, context, headers):
-        self.requests.append((request, name, dict(context), dict(headers)))
+    def __call__(self, request, name, context, headers, body):
+        # The request as it went on the wire: with the body actually sent (re-stamped in wall mode).
+        self.requests.append((replace(request, body=body), name, dict(context), dict(headers)))
         status = next(self.statuses)
         return classify(status, self.body, len(request.event_ids))
 
