@@ -352,17 +352,23 @@ class LoadSession:
         index = turn.index
         parked = False
         sends = job.sends
-        config = self.config
+        count = len(sends)
         monotonic = self.monotonic
+        park_s = self.config.park_s
+        aborted = self.abort.is_set
+        record_lag = self.send_lag.record
+        send_one = self._send
+        origin_ms = self.origin_ms
+        t0 = self.t0
         # The simulated instant of a wall instant: origin + elapsed × speed (as scaled_now_ms).
-        sim_per_s = 1000.0 * config.speed
+        sim_per_s = 1000.0 * self.config.speed
         try:
-            while index < len(sends):
+            while index < count:
                 planned_send = sends[index]
                 due = started + planned_send.offset_s
                 now = monotonic()
                 delay = due - now
-                if delay > config.park_s and not self.stop_producing.is_set():
+                if delay > park_s and not self.stop_producing.is_set():
                     self._park(Turn(job, due, started, index), delay)
                     parked = True
                     break
@@ -372,12 +378,12 @@ class LoadSession:
                     if self.abort.wait(delay):
                         break
                     now = monotonic()
-                elif self.abort.is_set():
+                elif aborted():
                     break
                 elif delay < 0:
-                    self.send_lag.record(-delay * 1000.0)
+                    record_lag(-delay * 1000.0)
                 index += 1  # _send settles all of this send's deliveries, whatever happens inside
-                self._send(job, planned_send, send, self.origin_ms + round((now - self.t0) * sim_per_s))
+                send_one(job, planned_send, send, origin_ms + round((now - t0) * sim_per_s))
         finally:
             # Cut short (test ended, or the greenlet was killed): never lose an event silently.
             if not parked:

@@ -199,3 +199,27 @@ def test_prepared_requests_send_exactly_what_encoding_at_send_time_sends(tmp_pat
         )
         sent[prepared] = sorted((r.path, r.body, r.event_ids) for r, _, _, _ in target.requests)
     assert sent[True] == sent[False] and len(sent[True]) == (23 if batch == 1 else 11)
+
+
+def test_ledger_acknowledge_writes_the_settle_line_byte_for_byte():
+    import io
+
+    from generator.deliver.ledger import Ledger, State
+
+    deliveries = shopper_deliveries(3, 1_000_000, 3)
+    lines = []
+    for fast in (False, True):
+        out = io.BytesIO()
+        ledger = Ledger(stream=out)
+        for i, delivery in enumerate(deliveries):
+            token = ledger.plan(delivery, arrival_ms=2_000_000 + i)
+            if fast:
+                ledger.acknowledge(token, 202, i + 1)
+            else:
+                ledger.settle(token, State.ACKNOWLEDGED, status=202, attempts=i + 1)
+        ledger.flush()
+        assert ledger.counts.acknowledged == 3 and ledger.counts.pending == 0
+        with pytest.raises(Exception, match="settled twice"):
+            ledger.acknowledge(0, 200, 1)
+        lines.append(out.getvalue())
+    assert lines[0] == lines[1] and lines[0].count(b"\n") == 3
