@@ -77,15 +77,41 @@ def _gc_tuned(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+_gc_depth = 0
+_gc_retained = False
+
+
 @contextmanager
 def tuned_gc() -> Iterator[None]:
-    """Run a block with :data:`GC_THRESHOLD`, restoring the previous thresholds after."""
+    """Run a block with :data:`GC_THRESHOLD`, restoring the previous thresholds after; the
+    outermost block also gives back to the collector what :func:`retain` took out of it."""
+    global _gc_depth, _gc_retained
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLD)
+    _gc_depth += 1
     try:
         yield
     finally:
+        _gc_depth -= 1
         gc.set_threshold(*previous)
+        if _gc_depth == 0 and _gc_retained:
+            _gc_retained = False
+            gc.unfreeze()
+
+
+def retain() -> None:
+    """Declare everything alive now to live until the run ends (call it at a stage boundary,
+    e.g. once the evidence or the observations are built): the collector stops scanning it.
+
+    Without this, the first middle-generation collection after a million-event evidence is
+    built scans all of it — 1.5–2.5 s of the checker at 1M events, for nothing, since the
+    records are acyclic and alive. ``gc.freeze`` moves them out of the generations; garbage
+    cycles caught in the move are freed when the outermost :func:`tuned_gc` block ends.
+    """
+    global _gc_retained
+    if _gc_depth:
+        _gc_retained = True
+        gc.freeze()
 
 
 @dataclass
@@ -329,6 +355,7 @@ def run(
         plan_out.close()
         deliver_total = time.perf_counter() - send_started
         evidence = builder.finish()
+        retain()
         inc = timer.inclusive
         timings["simulate"] = inc.get("simulate", 0.0)
         timings["faults"] = max(0.0, inc.get("plan", 0.0) - inc.get("evidence_truth", 0.0))
@@ -358,16 +385,19 @@ def run(
             from generator.observe.emulator import CHECKER_EXPORT, split_export
             from generator.observe.http import stream_lines
 
-            others, events = split_export(stream_lines(url, CHECKER_EXPORT, timeout=600.0))
+            others, people, outcomes = split_export(stream_lines(url, CHECKER_EXPORT, timeout=600.0))
             observed = Observed.build(
                 tee_observations(others, obs_out),
                 source=observer,
                 complete_events=True,
                 comparable_times=the_clock == "virtual",
-                events=events,
+                events=people,
+                outcomes=outcomes,
             )
-            for event_id, (person, outcome) in events.items():
-                obs_out.write({"kind": "event", "person": person, "event_id": event_id, "reason": outcome})
+            if write_data:
+                for event_id, person in people.items():
+                    reason = outcomes[event_id]
+                    obs_out.write({"kind": "event", "person": person, "event_id": event_id, "reason": reason})
         else:
             observations = _observe(observer, url, model, evidence, creds, receiver, app_api_url)
             observed = Observed.build(
@@ -443,6 +473,7 @@ def evaluate(
     thresholds are evaluated. Writes expectations.ndjson, summary.json, report.html, junit.xml.
     """
     timings = timings if timings is not None else {}
+    retain()  # the evidence and the observations live until the reports are written
     check_started = time.perf_counter()
     ctx = CheckContext(
         evidence=evidence,

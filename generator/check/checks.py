@@ -6,6 +6,8 @@ Metric names are those in ``generator.scenario.model.METRICS``; per-campaign val
 
 from __future__ import annotations
 
+from itertools import compress
+
 from generator.check import attribution
 from generator.check.context import CheckContext
 from generator.check.model import Failure, Severity
@@ -251,16 +253,20 @@ def merge_completeness(ctx: CheckContext, out: Collector) -> None:
         return
     total = 0
     merged = 0
-    events = observed.events
-    for info in ev.anonymous:
-        identify = ev.identifies.get(info.anonymous_id or "")
-        if identify is None or identify.user_id is None or info.timestamp_ms > identify.timestamp_ms:
+    people = observed.events
+    anonymous = ev.anonymous
+    identifies = ev.identifies
+    anonymous_ids, event_ids, stamps = anonymous.anonymous_id, anonymous.event_id, anonymous.timestamp_ms
+    # Only anonymous ids that were ever identified can merge: found in C, most rows never are.
+    for row in compress(range(len(anonymous)), map(identifies.__contains__, anonymous_ids)):
+        identify = identifies[anonymous_ids[row]]
+        if identify.user_id is None or stamps[row] > identify.timestamp_ms:
             continue
         total += 1
-        person = events.get(info.event_id, ("", ""))[0]
-        if person == identify.user_id:
+        if people.get(event_ids[row]) == identify.user_id:
             merged += 1
             continue
+        info = anonymous.info(row)
         cause = attribution.unmerged(info, identify)
         out.fail(
             Failure(

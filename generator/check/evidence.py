@@ -41,10 +41,11 @@ _ANONYMOUS_ID = attrgetter("anonymous_id")
 _EVENT = attrgetter("event")
 _ARRIVAL = attrgetter("arrival_ms")
 _KIND = attrgetter("type")
-_PROPERTIES = attrgetter("properties")
 _CLEAN: tuple[tuple[str, str, str], ...] = ()
 """The verdict of a conforming event (every clean verdict is this very object)."""
-_Signature = tuple[CallType, str, tuple[str, ...], tuple[type, ...]]
+_Signature = tuple[Any, ...]
+"""What a conformance verdict depends on, flat: (call type, name, *property names, *value types)
+— unambiguous, property names being strings and types not."""
 CHUNK = 4096
 """Deliveries recorded per chunk by :meth:`EvidenceBuilder.add_deliveries` and ``tap_plan``."""
 MAX_EXAMPLES = 3
@@ -80,6 +81,87 @@ class DeliveryInfo(NamedTuple):
 
 _new_info = partial(tuple.__new__, DeliveryInfo)
 """``_new_info(fields)``: a DeliveryInfo from a tuple of its fields, C-level (for map)."""
+
+
+class AnonymousEvents:
+    """Every delivered anonymous event (no user id), for merge completeness, kept as columns.
+
+    Most events of a big run are anonymous (eight in nine of the cart-recovery benchmark): a
+    :class:`DeliveryInfo` each would be a million small records for the collector to scan again
+    and again. A row of a plain delivery (no fault tags, its own truth id) is rebuilt on demand by
+    :meth:`info`; the few others keep their whole record.
+    """
+
+    __slots__ = (
+        "_infos",
+        "anonymous_id",
+        "arrival_ms",
+        "event_id",
+        "name",
+        "shopper",
+        "timestamp_ms",
+        "type",
+    )
+
+    def __init__(self) -> None:
+        self.event_id: list[str] = []
+        self.anonymous_id: list[str] = []
+        self.timestamp_ms = array("q")
+        self.arrival_ms = array("q")
+        self.shopper = array("q")
+        self.name: list[str] = []
+        self.type: list[str] = []
+        self._infos: dict[int, DeliveryInfo] = {}
+        """Row → the whole record, for rows a plain row's constants do not describe."""
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+    def append(self, info: DeliveryInfo) -> None:
+        """Add one anonymous event's record."""
+        if info.faults or info.truth_id != info.event_id or info.dropped or info.oversize or info.user_id:
+            self._infos[len(self.event_id)] = info
+        self.event_id.append(info.event_id)
+        self.anonymous_id.append(info.anonymous_id or "")
+        self.timestamp_ms.append(info.timestamp_ms)
+        self.arrival_ms.append(info.arrival_ms)
+        self.shopper.append(info.shopper)
+        self.name.append(info.name)
+        self.type.append(info.type)
+
+    def extend_plain(self, events: Sequence[Event], arrivals: Iterable[int]) -> None:
+        """Add plain deliveries' anonymous events (C-level passes over the columns)."""
+        self.event_id.extend(map(_ID, events))
+        self.anonymous_id.extend(map(_ANONYMOUS_ID, events))
+        self.timestamp_ms.extend(map(_TIMESTAMP, events))
+        self.arrival_ms.extend(arrivals)
+        self.shopper.extend(map(_SHOPPER, events))
+        self.name.extend(map(_NAME, events))
+        self.type.extend(map(_KIND, events))
+
+    def info(self, row: int) -> DeliveryInfo:
+        """The record of one row (as :class:`EvidenceBuilder` would have built it)."""
+        found = self._infos.get(row)
+        if found is not None:
+            return found
+        event_id = self.event_id[row]
+        return DeliveryInfo(
+            event_id,
+            event_id,
+            self.shopper[row],
+            self.name[row],
+            self.type[row],
+            self.timestamp_ms[row],
+            self.arrival_ms[row],
+            (),
+            False,
+            False,
+            None,
+            self.anonymous_id[row],
+        )
+
+    def __iter__(self) -> Iterator[DeliveryInfo]:
+        return map(self.info, range(len(self.event_id)))
 
 
 class TruthEvent(NamedTuple):
@@ -127,9 +209,11 @@ class Evidence:
     truth_events: dict[str, TruthEvent]
     exits: dict[int, list[TruthEvent]]
     """Truth exit events (any campaign's ``exit_on``) per shopper, in time order."""
-    deliveries: dict[str, list[DeliveryInfo]]
+    deliveries: dict[str, DeliveryInfo | list[DeliveryInfo]]
+    """Truth id → its deliveries in arrival order: the record itself while there is one (most
+    ids: no list per id for the collector to scan), a list once there are more."""
     copies: dict[str, str]
-    anonymous: list[DeliveryInfo]
+    anonymous: AnonymousEvents
     identifies: dict[str, DeliveryInfo]
     identify_infos: dict[int, list[DeliveryInfo]]
     """Every planned identify per shopper (dropped ones too: attribution reads their fault tags)."""
@@ -155,7 +239,11 @@ class Evidence:
         return self.copies.get(event_id, event_id)
 
     def deliveries_of(self, truth_id: str) -> list[DeliveryInfo]:
-        return self.deliveries.get(truth_id, [])
+        """A truth id's recorded deliveries (campaign-relevant names and identifies), in arrival order."""
+        found = self.deliveries.get(truth_id)
+        if found is None:
+            return []
+        return found if isinstance(found, list) else [found]
 
 
 class EvidenceBuilder:
@@ -182,9 +270,9 @@ class EvidenceBuilder:
         self.person_shopper: dict[str, int] = {}
         self.truth_events: dict[str, TruthEvent] = {}
         self.exits: dict[int, list[TruthEvent]] = {}
-        self.deliveries: dict[str, list[DeliveryInfo]] = {}
+        self.deliveries: dict[str, DeliveryInfo | list[DeliveryInfo]] = {}
         self.copies: dict[str, str] = {}
-        self.anonymous: list[DeliveryInfo] = []
+        self.anonymous = AnonymousEvents()
         self.identifies: dict[str, DeliveryInfo] = {}
         self.identify_infos: dict[int, list[DeliveryInfo]] = {}
         self.identified_shoppers: set[int] = set()
@@ -298,7 +386,7 @@ class EvidenceBuilder:
                 ),
             )
             if relevant:
-                self.deliveries.setdefault(truth_id, []).append(info)
+                self._record(truth_id, info)
                 if is_identify:
                     self.identify_infos.setdefault(event.shopper, []).append(info)
                     self.identify_ids.add(event_id)
@@ -332,6 +420,21 @@ class EvidenceBuilder:
         elif info is not None and event.anonymous_id:
             self.anonymous.append(info)
         self._conform(event, faults)
+
+    def _record(self, truth_id: str, info: DeliveryInfo) -> None:
+        """Append ``info`` to a truth id's deliveries."""
+        found = self.deliveries.setdefault(truth_id, info)
+        if found is not info:
+            self._record_more(truth_id, found, info)
+
+    def _record_more(
+        self, truth_id: str, found: DeliveryInfo | list[DeliveryInfo], info: DeliveryInfo
+    ) -> None:
+        """Append ``info`` to a truth id that has deliveries already (``found``)."""
+        if isinstance(found, list):
+            found.append(info)
+        else:
+            self.deliveries[truth_id] = [found, info]
 
     def _count_faults(self, faults: tuple[str, ...]) -> bool:
         """Count a delivery's fault tags; whether one makes it matter for attribution (a renamed
@@ -375,6 +478,7 @@ class EvidenceBuilder:
 
     def _add_chunk(self, chunk: Sequence[Delivery]) -> None:
         seen = self._seen
+        deliveries = self.deliveries
         relevant = self._relevant
         rule_names = self._rule_names
         expect = self._expect
@@ -419,7 +523,9 @@ class EvidenceBuilder:
                         event.anonymous_id,
                     )
                 )
-                self.deliveries.setdefault(event_id, []).append(info)
+                found = deliveries.setdefault(event_id, info)
+                if found is not info:
+                    self._record_more(event_id, found, info)
                 if not event.user_id and event.anonymous_id:
                     self.anonymous.append(info)
         self._planned += len(plain) + duplicates  # add_delivery counted the others
@@ -442,9 +548,8 @@ class EvidenceBuilder:
             self.identified_shoppers.update(map(_SHOPPER, known))
             if self._expect is not None:
                 self._expect.know(map(_USER_ID, known))
-        # Merge completeness keeps a DeliveryInfo of every anonymous event (those of names a
-        # campaign reads were recorded in order above); for a plain delivery most of its columns
-        # are constants (no faults, its own truth id, arrived, no user id).
+        # Merge completeness keeps every anonymous event (those of names a campaign reads were
+        # recorded in order above).
         relevant = self._relevant
         kept = [
             delivery
@@ -452,39 +557,19 @@ class EvidenceBuilder:
             if not event.user_id and event.anonymous_id and event.name not in relevant
         ]
         if kept:
-            kept_events = list(map(_EVENT, kept))
-            ids = list(map(_ID, kept_events))
-            columns = zip(
-                ids,
-                ids,
-                map(_SHOPPER, kept_events),
-                map(_NAME, kept_events),
-                map(_KIND, kept_events),
-                map(_TIMESTAMP, kept_events),
-                map(_ARRIVAL, kept),
-                repeat(()),
-                repeat(False),
-                repeat(False),
-                repeat(None),
-                map(_ANONYMOUS_ID, kept_events),
-                strict=False,  # the repeats are endless
-            )
-            self.anonymous.extend(map(_new_info, columns))
+            self.anonymous.extend_plain(list(map(_EVENT, kept)), map(_ARRIVAL, kept))
         self._conform_all(events)
 
     def _conform_all(self, events: list[Event]) -> None:
         """Tracking-plan conformance of plain delivered events (no fault tags), a chunk at once:
         signatures and cached verdicts in C-level passes, Python only for misses and violations."""
-        props = list(map(_PROPERTIES, events))
-        signatures = list(
-            zip(
-                map(_KIND, events),
-                map(_NAME, events),
-                map(tuple, props),
-                map(tuple, map(map, repeat(type), map(dict.values, props))),
-                strict=True,
-            )
-        )
+        # One flat tuple per event in one pass (see _Signature): cheaper than zipping a key tuple
+        # and a type tuple per event, the signature cost being most of conformance's.
+        signatures: list[_Signature] = [
+            (event.type, event.name, *props, *map(type, props.values()))
+            for event in events
+            for props in (event.properties,)
+        ]
         verdicts = list(map(self._verdicts.get, signatures))
         # Verdicts are shared tuples; () (no violation) is the common one.
         for index in compress(range(len(verdicts)), map(is_not, verdicts, repeat(_CLEAN))):
@@ -497,7 +582,7 @@ class EvidenceBuilder:
     def _conform(self, event: Event, faults: tuple[str, ...]) -> None:
         """Tracking-plan conformance of one delivered event (Segment Protocols' violation kinds)."""
         props = event.properties
-        signature = (event.type, event.name, tuple(props), tuple(map(type, props.values())))
+        signature: _Signature = (event.type, event.name, *props, *map(type, props.values()))
         found = self._verdicts.get(signature)
         if found is None:
             found = self._verdict(event, signature)

@@ -42,8 +42,10 @@ class Observed:
     exits: list[Journey] = field(default_factory=list)
     drops: list[Journey] = field(default_factory=list)
     skips: list[Journey] = field(default_factory=list)
-    events: dict[str, tuple[str, str]] = field(default_factory=dict)
-    """event id → (person or "", outcome) of the first record of that id."""
+    events: dict[str, str] = field(default_factory=dict)
+    """event id → person or "" of the first record of that id."""
+    outcomes: dict[str, str] = field(default_factory=dict)
+    """event id → dedupe/merge outcome of the first record of that id."""
     profiles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """person → merged anonymous ids."""
     count: int = 0
@@ -60,16 +62,19 @@ class Observed:
         source: str,
         complete_events: bool,
         comparable_times: bool,
-        events: dict[str, tuple[str, str]] | None = None,
+        events: dict[str, str] | None = None,
+        outcomes: dict[str, str] | None = None,
     ) -> Observed:
-        """Index ``observations`` (consumed once); ``events`` is an already-built event index
-        (see :func:`generator.observe.emulator.split_export`) to extend."""
+        """Index ``observations`` (consumed once); ``events`` and ``outcomes`` are an already-built
+        event index (see :func:`generator.observe.emulator.split_export`) to extend."""
         out = cls(source=source, complete_events=complete_events, comparable_times=comparable_times)
         prebuilt = 0
         if events is not None:
             out.events = events
+            out.outcomes = outcomes if outcomes is not None else dict.fromkeys(events, "")
             prebuilt = len(events)
         events = out.events
+        outcomes = out.outcomes
         sends, entries, exits, drops, skips = out.sends, out.entries, out.exits, out.drops, out.skips
         n = 0
         event_kind = ObservationKind.EVENT
@@ -78,7 +83,8 @@ class Observed:
             kind = obs.kind
             if kind is event_kind:
                 if obs.event_id not in events:
-                    events[obs.event_id] = (obs.person, obs.reason)
+                    events[obs.event_id] = obs.person
+                    outcomes[obs.event_id] = obs.reason
                 continue
             if kind is ObservationKind.PROFILE:
                 out.profiles[obs.person] = tuple(obs.data.get("anonymous_ids") or ())

@@ -208,6 +208,7 @@ def _evaluate(
     were computed beforehand and only the checker's own work is timed."""
     from generator.check import CheckContext, EvidenceBuilder, Observed, run_checks
     from generator.observe.emulator import split_export
+    from generator.pipeline import retain
 
     clock = time.process_time
     t0 = clock()
@@ -217,11 +218,13 @@ def _evaluate(
     t1 = clock()
     builder.add_deliveries(plan)
     evidence = builder.finish(expectations)
+    retain()  # as shopsim run does at its stage boundaries
     t2 = clock()
-    others, events_index = split_export(lines)
+    others, people, outcomes = split_export(lines)
     observed = Observed.build(
-        others, source="export", complete_events=True, comparable_times=True, events=events_index
+        others, source="export", complete_events=True, comparable_times=True, events=people, outcomes=outcomes
     )
+    retain()
     t3 = clock()
     ctx = CheckContext(
         evidence=evidence,

@@ -479,3 +479,42 @@ def test_chunked_deliveries_feed_behaviour_history_names_to_the_rules():
     views = [event("Product Viewed", 2 * MIN, user="u1"), event("Product Viewed", 3 * MIN, user="u1")]
     assert sends([identify(0, "u1"), *views]) == 1
     assert sends([identify(0, "u1"), event("Checkout Started", MIN, user="u1"), *views]) == 0
+
+
+def test_anonymous_events_rebuild_every_record_they_were_given():
+    # Plain rows are kept as columns only and rebuilt on demand; rows with more to say (fault
+    # tags, a new-id copy, not arrived) keep their whole record. Either way: what went in.
+    from generator.check.evidence import AnonymousEvents, DeliveryInfo
+
+    def info(i: int, **changes) -> DeliveryInfo:
+        base = DeliveryInfo(
+            f"E{i}",
+            f"E{i}",
+            i,
+            "Product Viewed",
+            CallType.TRACK,
+            T0 + i,
+            T0 + 2 * i,
+            (),
+            False,
+            False,
+            None,
+            f"a{i}",
+        )
+        return base._replace(**changes)
+
+    given = [
+        info(0),
+        info(1, faults=("latency:+5m",), arrival_ms=T0 + HOUR),
+        info(2, truth_id="E1"),
+        info(3, dropped=True),
+        info(4, name="", type=CallType.PAGE),
+    ]
+    anonymous = AnonymousEvents()
+    for item in given:
+        anonymous.append(item)
+    assert len(anonymous) == 5
+    assert list(anonymous) == given
+    assert [anonymous.info(row) for row in (4, 0)] == [given[4], given[0]]
+    assert anonymous.anonymous_id == ["a0", "a1", "a2", "a3", "a4"]
+    assert len(anonymous._infos) == 3  # the plain rows are columns only

@@ -1145,7 +1145,7 @@ def test_event_index_is_the_event_records_as_columns(monkeypatch: pytest.MonkeyP
     assert rows == [(e["event_id"], e["person"] or "", e["outcome"]) for e in events]
     assert {"merged_anonymous", "duplicate", "anonymous_pending"} <= {outcome for *_, outcome in rows}
     lines = [orjson.dumps(r) for r in index]
-    assert split_export(lines)[1] == split_export([orjson.dumps(e) for e in events])[1]
+    assert split_export(lines)[1:] == split_export([orjson.dumps(e) for e in events])[1:]
 
 
 # --------------------------------------------------------------------------- webhook outbox

@@ -14,7 +14,7 @@ from gevent.pywsgi import WSGIServer
 
 import generator.report.data  # noqa: F401  (imports rich, whose import touches global `random`: not inside a test)
 from generator.errors import TargetError
-from generator.events import ObservationKind
+from generator.events import Observation, ObservationKind
 from generator.observe import (
     AppApiReader,
     SignatureError,
@@ -117,6 +117,37 @@ def test_export_records_become_observations():
     )
     assert obs[3].data["exit_event_id"] == "O1" and obs[3].at_ms == 20
     assert obs[5].person == "" and obs[5].reason == "anonymous"
+    # Journey steps are built through the slots (the hot path of big exports): the very records
+    # the dataclass constructor makes.
+    assert obs[2:5] == [
+        Observation(
+            kind=ObservationKind.ENTRY,
+            person="u1",
+            at_ms=10,
+            campaign="cart",
+            event_id="E1",
+            reason="exited",
+            data={"campaign_id": 1},
+        ),
+        Observation(
+            kind=ObservationKind.EXIT,
+            person="u1",
+            at_ms=20,
+            campaign="cart",
+            event_id="E1",
+            reason="exit_on:Order Completed",
+            data={"exit_event_id": "O1"},
+        ),
+        Observation(
+            kind=ObservationKind.ENTRY,
+            person="u1",
+            at_ms=30,
+            campaign="cart",
+            event_id="E2",
+            reason="pending",
+            data={"campaign_id": 1},
+        ),
+    ]
 
 
 # --------------------------------------------------------------------------- App API
