@@ -27,9 +27,11 @@ shorter run.
    and the Locust master share the same two cores, so the best possible ratio is
    ``2 c / (c + s + m)`` (client, sink and master CPU per request, all measured in the run):
    reported as ``workers_ratio_bound``. Two cores are not two single cores' worth of work
-   here either: ``cpu_scaling_2_processes`` times a fixed pure-Python loop in one process vs in
-   two at once (interleaved rounds, median), and ``workers_ratio_bound_scaled`` =
-   ``cpu_scaling × c / (c + s + m)`` is the ceiling with that loss included. Each run also
+   here either: every round times a fixed pure-Python loop in one process vs in two at once
+   (``cpu_scaling_2_processes``, right after that round's worker runs, so it sees the same
+   neighbours); ``workers_ratio_bound_scaled`` = ``cpu_scaling × c / (c + s + m)`` is the
+   ceiling with that round's loss included, ``workers_ratio_bound_idle`` the ceiling had the
+   two cores been ours alone (only the measured loss per CPU second kept). Each run also
    reports ``others_cores``: the CPU the rest of the VM (other tenants) used in its window.
 4. **Orchestration** (why ``shopsim load`` runs Locust as a subprocess): the same workload
    against the embedded emulator with Locust and the emulator in *one* process (programmatic
@@ -438,7 +440,7 @@ for i in range(n):
 print(time.perf_counter() - started, time.process_time() - cpu)
 """
 CPU_LOOP_N = 6_000_000
-CPU_ROUNDS = 5
+CPU_PAIRS = 2  # 1-process + 2-process trial pairs per round
 
 
 def _cpu_trial(processes: int) -> list[tuple[float, float]]:
@@ -464,22 +466,23 @@ def _cpu_trial(processes: int) -> list[tuple[float, float]]:
     return out
 
 
-def _cpu_scaling() -> dict[str, Any]:
+def _cpu_scaling(pairs: int = CPU_PAIRS) -> dict[str, Any]:
     """How much pure-Python CPU work 2 processes get done at once, relative to 1 (2.0 = perfect).
 
-    Rounds interleave a 1-process trial and a 2-process trial; a 2-process trial's throughput is
-    the sum of its children's rates (``ratios``, by wall time). This is the ceiling of any
-    2-process ÷ 1-process ratio on this machine *before* the sink and the master take their
-    share: shared vCPUs, caches and the other tenants' load all show here, not in the
-    2 c / (c + s + m) bound. Two more figures say which of those it was: ``cores_got`` — the
-    CPU seconds the two children were given per wall second (below 2: someone else ran), and
-    ``work_per_cpu_s`` — the loop's speed per CPU second with two running ÷ with one (below 1:
-    a CPU second is worth less when both cores are busy, e.g. hyperthread siblings).
+    ``pairs`` times: a 1-process trial, then a 2-process trial; a 2-process trial's throughput
+    is the sum of its children's rates (``ratio``, by wall time, median of the pairs). This is
+    the ceiling of any 2-process ÷ 1-process ratio on this machine *before* the sink and the
+    master take their share: shared vCPUs, caches and the other tenants' load all show here,
+    not in the 2 c / (c + s + m) bound. It is measured in every round, right after that round's
+    worker comparison, so both see the same neighbours. Two more figures say which of those it
+    was: ``cores_got`` — the CPU seconds the two children were given per wall second (below 2:
+    someone else ran), and ``work_per_cpu_s`` — the loop's speed per CPU second with two
+    running ÷ with one (below 1: a CPU second is worth less when both cores are busy).
     """
     ratios: list[float] = []
     cores: list[float] = []
     per_cpu: list[float] = []
-    for _ in range(CPU_ROUNDS):
+    for _ in range(pairs):
         ((wall1, cpu1),) = _cpu_trial(1)
         two = _cpu_trial(2)
         ratios.append(round(sum(wall1 / wall for wall, _ in two), 3))
@@ -489,10 +492,7 @@ def _cpu_scaling() -> dict[str, Any]:
         "ratio": _median(ratios),
         "ratios": ratios,
         "cores_got": _median(cores),
-        "cores_got_per_round": cores,
         "work_per_cpu_s": _median(per_cpu),
-        "work_per_cpu_s_per_round": per_cpu,
-        "loop_iterations": CPU_LOOP_N,
     }
 
 
@@ -506,15 +506,17 @@ def _us(figures: dict[str, Any], role: str) -> float:
     return float(figures["us_per_request"].get(role, 0.0))
 
 
-def _workers_bound(single: dict[str, Any], two: dict[str, Any], cpu_scaling: float) -> dict[str, float]:
+def _workers_bound(single: dict[str, Any], two: dict[str, Any], scaling: dict[str, Any]) -> dict[str, float]:
     """The best 2-worker ÷ 1-process ratio this machine allows, from CPU per request.
 
     One process is client-bound at ``1e6 / c1`` requests/s (its core; the sink has the other).
     Two workers, the sink and the master share 2 cores: at best ``2e6 / (c2 + s + m)``. The
-    ratio of the two is the ceiling even on an otherwise idle machine (``bound``). Two busy
-    processes do not get 2 cores' worth of work done here, only ``cpu_scaling`` of one
-    (:func:`_cpu_scaling`), so ``bound_scaled`` = ``cpu_scaling × c1 / (c2 + s + m)`` is the
-    ceiling with that measured loss.
+    ratio of the two is the ceiling on an otherwise idle machine where two cores do two cores'
+    work (``bound``). Measured, two busy processes got ``scaling["ratio"]`` single cores' worth
+    of work done in the same round (:func:`_cpu_scaling`), so ``bound_scaled`` =
+    ``ratio × c1 / (c2 + s + m)`` is the ceiling with the neighbours of that round; and
+    ``bound_idle`` = ``2 × work_per_cpu_s × c1 / (c2 + s + m)`` the ceiling had the two cores
+    been ours alone (the measured loss per CPU second kept, the other tenants' share not).
     """
     c1 = _us(single, "client")
     c2, s, m = _us(two, "worker"), _us(two, "sink"), _us(two, "master")
@@ -524,8 +526,12 @@ def _workers_bound(single: dict[str, Any], two: dict[str, Any], cpu_scaling: flo
         "worker_us": c2,
         "sink_us": s,
         "master_us": m,
+        "others_cores": float(two.get("others_cores", 0.0)),
+        "cpu_scaling": scaling["ratio"],
         "bound": round(2 * c1 / spent, 3) if spent else 0.0,
-        "bound_scaled": round(cpu_scaling * c1 / spent, 3) if spent else 0.0,
+        "bound_scaled": round(scaling["ratio"] * c1 / spent, 3) if spent else 0.0,
+        # Above 1 the 1-process trial itself was slowed by a neighbour: count no gain from it.
+        "bound_idle": round(2 * min(1.0, scaling["work_per_cpu_s"]) * c1 / spent, 3) if spent else 0.0,
     }
 
 
@@ -556,10 +562,16 @@ def run(out_dir: Path) -> dict[str, Any]:
                     single = _shopsim(tmp / f"r{i}", "single", url, sampler, users=2 * USERS)
                 two = _shopsim(tmp / f"r{i}", "workers2", url, sampler, workers=2, users=2 * USERS)
                 rounds.append(
-                    {"bare": bare, "shopsim": one, "batched": batched, "single": single, "workers2": two}
+                    {
+                        "bare": bare,
+                        "shopsim": one,
+                        "batched": batched,
+                        "single": single,
+                        "workers2": two,
+                        "cpu_scaling": _cpu_scaling(),
+                    }
                 )
             orchestration = _orchestration(tmp)
-            scaling = _cpu_scaling()
         finally:
             sampler.close()
             sink.terminate()
@@ -579,7 +591,8 @@ def run(out_dir: Path) -> dict[str, Any]:
         else 0.0
         for r in rounds
     ]
-    bounds = [_workers_bound(r["single"], r["workers2"], scaling["ratio"]) for r in rounds]
+    bounds = [_workers_bound(r["single"], r["workers2"], r["cpu_scaling"]) for r in rounds]
+    scaling = [r["cpu_scaling"] for r in rounds]
     cpu = {
         "bare_us_per_request": _median([_us(r["bare"], "client") for r in rounds]),
         "shopsim_us_per_request": _median([_us(r["shopsim"], "client") for r in rounds]),
@@ -606,15 +619,21 @@ def run(out_dir: Path) -> dict[str, Any]:
         "workers_target": 1.7,
         "workers_ratio_bound": _median([b["bound"] for b in bounds]),
         "workers_ratio_bound_scaled": _median([b["bound_scaled"] for b in bounds]),
-        "cpu_scaling_2_processes": scaling["ratio"],
-        "cpu_scaling_2_processes_ratios": scaling["ratios"],
-        "cpu_scaling_detail": scaling,
+        "workers_ratio_bound_idle": _median([b["bound_idle"] for b in bounds]),
+        "cpu_scaling_2_processes": _median([c["ratio"] for c in scaling]),
+        "cpu_scaling_2_processes_ratios": [c["ratio"] for c in scaling],
+        "cpu_scaling_cores_got": [c["cores_got"] for c in scaling],
+        "cpu_scaling_work_per_cpu_s": [c["work_per_cpu_s"] for c in scaling],
+        "others_cores_in_workers_runs": [b["others_cores"] for b in bounds],
         "workers_bound_parts": bounds,
         "orchestration": orchestration,
         "note": (
             "median of interleaved rounds; sink pinned to core 0 and single-process clients to core 1; "
             "the 2-worker run shares both cores with the sink and the master, so it cannot beat "
-            "workers_ratio_bound = 2 c1 / (c2 + sink + master), CPU µs per request measured in the same run"
+            "workers_ratio_bound = 2 c1 / (c2 + sink + master), CPU µs per request measured in the same run; "
+            "with the 2-process CPU scaling measured in the same round instead of a perfect 2: "
+            "workers_ratio_bound_scaled (this round's neighbours) and "
+            "workers_ratio_bound_idle (the two cores ours alone)"
         ),
     }
     (out_dir / "load.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
