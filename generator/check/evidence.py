@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import compress, repeat
-from operator import attrgetter, is_not, sub
+from operator import attrgetter, is_not, itemgetter, sub
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -83,6 +83,19 @@ _new_info = partial(tuple.__new__, DeliveryInfo)
 """``_new_info(fields)``: a DeliveryInfo from a tuple of its fields, C-level (for map)."""
 
 
+(
+    _ID_COLUMN,
+    _SHOPPER_COLUMN,
+    _NAME_COLUMN,
+    _KIND_COLUMN,
+    _TIMESTAMP_COLUMN,
+    _ARRIVAL_COLUMN,
+    _USER_ID_COLUMN,
+    _ANONYMOUS_ID_COLUMN,
+) = map(itemgetter, (0, 2, 3, 4, 5, 6, 10, 11))
+"""DeliveryInfo columns by position (``itemgetter`` on a tuple is cheaper than by name)."""
+
+
 class AnonymousEvents:
     """Every delivered anonymous event (no user id), for merge completeness, kept as columns.
 
@@ -101,6 +114,7 @@ class AnonymousEvents:
         "shopper",
         "timestamp_ms",
         "type",
+        "user_id",
     )
 
     def __init__(self) -> None:
@@ -111,6 +125,7 @@ class AnonymousEvents:
         self.shopper = array("q")
         self.name: list[str] = []
         self.type: list[str] = []
+        self.user_id: list[str | None] = []
         self._infos: dict[int, DeliveryInfo] = {}
         """Row → the whole record, for rows a plain row's constants do not describe."""
 
@@ -119,7 +134,7 @@ class AnonymousEvents:
 
     def append(self, info: DeliveryInfo) -> None:
         """Add one anonymous event's record."""
-        if info.faults or info.truth_id != info.event_id or info.dropped or info.oversize or info.user_id:
+        if info.faults or info.truth_id != info.event_id or info.dropped or info.oversize:
             self._infos[len(self.event_id)] = info
         self.event_id.append(info.event_id)
         self.anonymous_id.append(info.anonymous_id or "")
@@ -128,6 +143,7 @@ class AnonymousEvents:
         self.shopper.append(info.shopper)
         self.name.append(info.name)
         self.type.append(info.type)
+        self.user_id.append(info.user_id)
 
     def extend_plain(self, events: Sequence[Event], arrivals: Iterable[int]) -> None:
         """Add plain deliveries' anonymous events (C-level passes over the columns)."""
@@ -138,6 +154,18 @@ class AnonymousEvents:
         self.shopper.extend(map(_SHOPPER, events))
         self.name.extend(map(_NAME, events))
         self.type.extend(map(_KIND, events))
+        self.user_id.extend(map(_USER_ID, events))
+
+    def extend_plain_infos(self, infos: Sequence[DeliveryInfo]) -> None:
+        """Add plain deliveries' records (no faults, their own truth id, arrived; C-level)."""
+        self.event_id.extend(map(_ID_COLUMN, infos))
+        self.anonymous_id.extend(map(_ANONYMOUS_ID_COLUMN, infos))
+        self.timestamp_ms.extend(map(_TIMESTAMP_COLUMN, infos))
+        self.arrival_ms.extend(map(_ARRIVAL_COLUMN, infos))
+        self.shopper.extend(map(_SHOPPER_COLUMN, infos))
+        self.name.extend(map(_NAME_COLUMN, infos))
+        self.type.extend(map(_KIND_COLUMN, infos))
+        self.user_id.extend(map(_USER_ID_COLUMN, infos))
 
     def info(self, row: int) -> DeliveryInfo:
         """The record of one row (as :class:`EvidenceBuilder` would have built it)."""
@@ -156,7 +184,7 @@ class AnonymousEvents:
             (),
             False,
             False,
-            None,
+            self.user_id[row],
             self.anonymous_id[row],
         )
 
@@ -483,6 +511,7 @@ class EvidenceBuilder:
         rule_names = self._rule_names
         expect = self._expect
         plain: list[Delivery] = []
+        anonymous: list[DeliveryInfo] = []
         duplicates = 0
         for delivery in chunk:
             event = delivery.event
@@ -527,7 +556,9 @@ class EvidenceBuilder:
                 if found is not info:
                     self._record_more(event_id, found, info)
                 if not event.user_id and event.anonymous_id:
-                    self.anonymous.append(info)
+                    anonymous.append(info)
+        if anonymous:
+            self.anonymous.extend_plain_infos(anonymous)
         self._planned += len(plain) + duplicates  # add_delivery counted the others
         self.counts["duplicates"] += duplicates
         if plain:

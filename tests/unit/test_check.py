@@ -509,12 +509,16 @@ def test_anonymous_events_rebuild_every_record_they_were_given():
         info(2, truth_id="E1"),
         info(3, dropped=True),
         info(4, name="", type=CallType.PAGE),
+        info(5, user_id=""),
     ]
     anonymous = AnonymousEvents()
     for item in given:
         anonymous.append(item)
-    assert len(anonymous) == 5
+    assert len(anonymous) == 6
     assert list(anonymous) == given
     assert [anonymous.info(row) for row in (4, 0)] == [given[4], given[0]]
-    assert anonymous.anonymous_id == ["a0", "a1", "a2", "a3", "a4"]
+    assert anonymous.anonymous_id == ["a0", "a1", "a2", "a3", "a4", "a5"]
     assert len(anonymous._infos) == 3  # the plain rows are columns only
+    bulk = AnonymousEvents()
+    bulk.extend_plain_infos([given[0], given[4], given[5]])
+    assert list(bulk) == [given[0], given[4], given[5]]
