@@ -58,7 +58,7 @@ from generator.credentials import LOCAL_DEFAULTS, load_credentials
 from generator.durations import parse_duration
 from generator.errors import ShopsimError
 from generator.load.messages import DONE, LEDGER, STOP, Collector
-from generator.load.prepared import prepared_jobs
+from generator.load.prepared import compact_jobs, prepared_jobs
 from generator.load.schedule import ShopperJob
 from generator.load.session import LoadSession, SessionConfig
 from generator.load.shard import assign_shards, shard_for
@@ -366,6 +366,9 @@ def _cooperatively(jobs: Iterator[ShopperJob]) -> list[ShopperJob]:
     for job in jobs:
         out.append(job)
         gevent.sleep(0)
+    # Simulation left the jobs scattered among freed temporaries: lay them out again, job by
+    # job in replay order, so the sends walk compact memory (see compact_jobs).
+    compact_jobs(out, pause=lambda: gevent.sleep(0))
     # The jobs live until the test ends: move them out of the cyclic GC's sight, or every full
     # collection during the test would walk the whole presimulated schedule again.
     gc.collect()

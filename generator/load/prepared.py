@@ -23,6 +23,7 @@ test in tests/unit/test_load_prepared.py holds every API to "stamped body == enc
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -33,6 +34,7 @@ from generator.wire.base import Encoder, WireRequest, iso_ms
 __all__ = [
     "PreparedRequest",
     "Stamp",
+    "compact_jobs",
     "in_order",
     "prepare_job",
     "prepare_send",
@@ -128,3 +130,32 @@ def prepared_jobs(jobs: Iterable[ShopperJob], encoder: Encoder, *, stamps: bool)
     """:func:`prepare_job` over ``jobs``, lazily (each job is prepared when it is simulated)."""
     for job in jobs:
         yield prepare_job(job, encoder, stamps=stamps)
+
+
+COMPACT_CHUNK = 256
+
+
+def compact_jobs(
+    jobs: list[ShopperJob], *, chunk: int = COMPACT_CHUNK, pause: Callable[[], object] | None = None
+) -> bool:
+    """Re-lay ``jobs`` out in memory, in place: each chunk replaced by an equal copy (pickled and
+    unpickled), so a job's objects sit next to each other in replay order.
+
+    Simulating a shopper allocates its events, deliveries and bodies among many temporaries;
+    once those are freed a presimulated schedule is scattered across the heap, and every send
+    of the test walks it (job → send → delivery → event → prepared request → body). Measured
+    in a Locust process (two runs side by side on one core, tests/bench/bench_load.py setup):
+    ~4% less CPU per request. The copy is made a chunk at a time, so the extra memory is one
+    chunk's, not the schedule's. ``pause`` is called between chunks (a gevent yield). Returns
+    False, leaving ``jobs`` as they were, if something in them cannot be pickled.
+    """
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start : start + chunk]
+        try:
+            copy = pickle.loads(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return False
+        jobs[start : start + chunk] = copy
+        if pause is not None:
+            pause()
+    return True

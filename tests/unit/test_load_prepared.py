@@ -98,3 +98,33 @@ def test_the_probe_moves_every_field_of_a_rendered_instant():
     a, b = iso_ms(1_700_000_000_000), iso_ms(1_700_000_000_000 + PROBE_SHIFT_MS)
     fields_a, fields_b = re.split(r"[-T:.]", a[:-1]), re.split(r"[-T:.]", b[:-1])
     assert [x != y for x, y in zip(fields_a, fields_b, strict=True)][2:] == [True] * 5  # day .. ms
+
+
+def test_compacted_jobs_are_equal_copies_in_the_same_order():
+    from generator.load.prepared import compact_jobs, prepared_jobs
+    from generator.load.source import JobSpec, schedule_origin, shopper_jobs
+
+    scenario = load_scenario(SCENARIO)
+    origin = schedule_origin(scenario, seed=3, shoppers=40)
+    spec = JobSpec(seed=3, shoppers=40, speed=100.0)
+    encoder = encoder_for("pipelines", creds=LOCAL_DEFAULTS)
+    jobs = list(prepared_jobs(shopper_jobs(scenario, spec, origin_ms=origin), encoder, stamps=True))
+    before = list(jobs)
+    pauses = []
+    assert compact_jobs(jobs, chunk=7, pause=lambda: pauses.append(1))
+    assert jobs == before and len(pauses) == -(-len(jobs) // 7)
+    assert all(a is not b for a, b in zip(jobs, before, strict=True))  # copies, not the originals
+
+    def renders(schedule):
+        return [p.stamp.render for job in schedule for send in job.sends for p in send.prepared if p.stamp]
+
+    assert renders(jobs) and all(a is b for a, b in zip(renders(jobs), renders(before), strict=True))
+
+
+def test_jobs_that_cannot_be_pickled_are_left_as_they_are():
+    from generator.load.prepared import compact_jobs
+
+    jobs = [build_job(0, 0, [], origin_ms=0, speed=1.0), lambda: None]
+    before = list(jobs)
+    assert not compact_jobs(jobs)  # type: ignore[arg-type]
+    assert all(a is b for a, b in zip(jobs, before, strict=True))
