@@ -385,7 +385,9 @@ def run(
             from generator.observe.emulator import CHECKER_EXPORT, split_export
             from generator.observe.http import stream_lines
 
-            others, people, outcomes = split_export(stream_lines(url, CHECKER_EXPORT, timeout=600.0))
+            others, people, outcomes = split_export(
+                stream_lines(url, CHECKER_EXPORT, timeout=600.0), with_outcomes=write_data
+            )
             observed = Observed.build(
                 tee_observations(others, obs_out),
                 source=observer,

@@ -45,7 +45,8 @@ class Observed:
     events: dict[str, str] = field(default_factory=dict)
     """event id → person or "" of the first record of that id."""
     outcomes: dict[str, str] = field(default_factory=dict)
-    """event id → dedupe/merge outcome of the first record of that id."""
+    """event id → dedupe/merge outcome of the first record of that id (no check reads it; empty
+    when the reader left it out)."""
     profiles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """person → merged anonymous ids."""
     count: int = 0
@@ -71,7 +72,7 @@ class Observed:
         prebuilt = 0
         if events is not None:
             out.events = events
-            out.outcomes = outcomes if outcomes is not None else dict.fromkeys(events, "")
+            out.outcomes = outcomes if outcomes is not None else {}
             prebuilt = len(events)
         events = out.events
         outcomes = out.outcomes

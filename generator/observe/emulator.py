@@ -156,14 +156,15 @@ def parse_export(lines: Iterable[bytes | str]) -> Iterator[Observation]:
 
 
 def split_export(
-    lines: Iterable[bytes | str],
+    lines: Iterable[bytes | str], *, with_outcomes: bool = True
 ) -> tuple[list[Observation], dict[str, str], dict[str, str]]:
     """The export as (non-event observations, {event id: person or ""}, {event id: outcome}) in one
     fast pass.
 
-    Ingested events are most of an export; the checker needs only who each one landed on and its
-    dedupe/merge outcome, so they skip the Observation record (the hot path of big runs), and
-    the two indexes map ids to plain strings: no record per event for the collector to scan.
+    Ingested events are most of an export; the checks need only who each one landed on, so they
+    skip the Observation record (the hot path of big runs), and the indexes map ids to plain
+    strings: no record per event for the collector to scan. The dedupe/merge outcomes are read
+    by no check, only written to the run's data: ``with_outcomes=False`` leaves them out (empty).
     """
     loads = orjson.loads
     others: list[Observation] = []
@@ -182,18 +183,22 @@ def split_export(
             # chunk keeps its earliest row per id, and ids already indexed keep theirs.
             ids, persons, results = record["event_id"], record["person"], record["outcome"]
             chunk_people = dict(zip(reversed(ids), reversed(persons), strict=True))
-            chunk_outcomes = dict(zip(reversed(ids), reversed(results), strict=True))
-            for event_id in chunk_people.keys() & people.keys():
+            indexed = chunk_people.keys() & people.keys()
+            for event_id in indexed:
                 del chunk_people[event_id]
-                del chunk_outcomes[event_id]
             people.update(chunk_people)
-            outcomes.update(chunk_outcomes)
+            if with_outcomes:
+                chunk_outcomes = dict(zip(reversed(ids), reversed(results), strict=True))
+                for event_id in indexed:
+                    del chunk_outcomes[event_id]
+                outcomes.update(chunk_outcomes)
             continue
         if kind == "event":
             event_id = str(record.get("event_id") or "")
             if event_id not in people:
                 people[event_id] = record.get("person") or ""
-                outcomes[event_id] = str(record.get("outcome") or "")
+                if with_outcomes:
+                    outcomes[event_id] = str(record.get("outcome") or "")
             continue
         others.extend(from_emulator_record(record))
     return others, people, outcomes

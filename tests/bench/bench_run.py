@@ -220,7 +220,7 @@ def _evaluate(
     evidence = builder.finish(expectations)
     retain()  # as shopsim run does at its stage boundaries
     t2 = clock()
-    others, people, outcomes = split_export(lines)
+    others, people, outcomes = split_export(lines, with_outcomes=False)  # as shopsim run without data files
     observed = Observed.build(
         others, source="export", complete_events=True, comparable_times=True, events=people, outcomes=outcomes
     )

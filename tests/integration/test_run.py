@@ -48,6 +48,9 @@ def test_cli_run_passes_writes_everything_and_exit_code_follows_thresholds(tmp_p
     assert summary["verdict"] == "pass"
     truth = [orjson.loads(line) for line in (run_dir / "expectations.ndjson").read_bytes().splitlines()]
     assert {row["basis"] for row in truth} == {"truth", "delivered"}
+    observed = [orjson.loads(line) for line in (run_dir / "observations.ndjson").read_bytes().splitlines()]
+    ingested = [row for row in observed if row["kind"] == "event"]
+    assert {"accepted", "merged_anonymous"} <= {row["reason"] for row in ingested}  # dedupe/merge outcomes
     out = capsys.readouterr().out
     assert "PASS" in out and "Thresholds" in out
 

@@ -1146,6 +1146,14 @@ def test_event_index_is_the_event_records_as_columns(monkeypatch: pytest.MonkeyP
     assert {"merged_anonymous", "duplicate", "anonymous_pending"} <= {outcome for *_, outcome in rows}
     lines = [orjson.dumps(r) for r in index]
     assert split_export(lines)[1:] == split_export([orjson.dumps(e) for e in events])[1:]
+    _, people, outcomes = split_export(lines)
+    first: dict[str, tuple[str, str]] = {}
+    for e in events:
+        first.setdefault(e["event_id"], (e["person"] or "", e["outcome"]))
+    assert people == {event_id: person for event_id, (person, _) in first.items()}
+    assert outcomes == {event_id: outcome for event_id, (_, outcome) in first.items()}
+    assert (people["E1"], outcomes["E1"]) == ("u1", "accepted")  # the first row of a repeated id
+    assert split_export(lines, with_outcomes=False)[1:] == (people, {})
 
 
 # --------------------------------------------------------------------------- webhook outbox
