@@ -20,7 +20,11 @@ shorter run.
 1. **Harness overhead.** ``shopsim load`` (one Locust process, ``--presimulate`` so the shopper
    simulation is done before the clock starts, ``--speed`` huge so every shopper is due at once)
    vs a bare ``FastHttpUser`` posting the *same* Pipelines bodies, same users, same sink:
-   requests/s ratio (target >= 0.9), and the CPU-per-request ratio.
+   requests/s ratio (target >= 0.9), and the CPU-per-request ratio. One after the other the
+   two runs meet different neighbours (the same bare client's CPU per request moved 275 → 365 µs
+   between two runs minutes apart), so each round also runs them **side by side** on the
+   client core (:func:`_side_by_side`; two bare clients measured this way agree within 1%):
+   ``cpu.harness_ratio_side_by_side`` is the steadiest figure of the harness's own cost.
 2. **Batching.** Events/s with Pipelines ``/v1/batch`` (``--batch-size 50``, window 1 day so a
    shopper's session goes out in one request) vs one call per event.
 3. **Workers.** ``--workers 2`` vs one process, requests/s (target >= 1.7x on 2 cores). The sink
@@ -42,7 +46,10 @@ Writes ``results/bench/load.json``.
 
 from __future__ import annotations
 
+import csv
+import itertools
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -165,6 +172,8 @@ class CpuSampler:
                 role = "worker"
             elif "--master" in cmd:
                 role = "master"
+            elif SIDE_LOCUSTFILE in cmd:
+                role = "side"
             else:
                 role = "client"
             self._roles[proc.pid] = role
@@ -278,6 +287,32 @@ def _shopsim(tmp: Path, name: str, url: str, sampler: CpuSampler, **overrides: A
     return figures
 
 
+def _bare_argv(locustfile: Path, url: str, out: Path, duration_s: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locustfile),
+        "--headless",
+        "-u",
+        str(USERS),
+        "-r",
+        str(SPAWN_RATE),
+        "-t",
+        f"{duration_s}s",
+        "--host",
+        url,
+        "--json-file",
+        str(out / "stats"),
+        "--csv",
+        str(out / "stats"),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
+
+
 def _bare(tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSampler) -> dict[str, Any]:
     tmp.mkdir(parents=True, exist_ok=True)
     locustfile = tmp / "bare_locustfile.py"
@@ -308,6 +343,75 @@ def _bare(tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSampler) -> 
     env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_AUTH": auth}
     subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=DURATION_S + 120, check=False)
     return _figures(out, sampler)
+
+
+# The side-by-side bare client's locustfile name: CpuSampler tells its process apart by it.
+SIDE_LOCUSTFILE = "side_by_side_bare.py"
+SIDE_DURATION_S = 60  # outlasts the shopsim run it accompanies; stopped when that run ends
+
+
+def _cumulative_requests(history: Path, at: float) -> float:
+    """Requests the run had made by wall instant ``at``, from Locust's 1 s stats history CSV."""
+    points = [(0.0, 0.0)]
+    with history.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Name") == "Aggregated":
+                points.append((float(row["Timestamp"]), float(row["Total Request Count"] or 0)))
+    points.sort()
+    for (t0, n0), (t1, n1) in itertools.pairwise(points):
+        if t0 <= at <= t1:
+            return n0 + (n1 - n0) * ((at - t0) / (t1 - t0) if t1 > t0 else 1.0)
+    return points[-1][1]
+
+
+def _side_by_side(tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSampler) -> dict[str, Any]:
+    """shopsim and the bare client *at the same time*, both on the client core: CPU per request.
+
+    Run one after the other, the two clients meet different neighbours (other tenants, the
+    host's scheduling of this VM's vCPUs), which moved the per-request CPU of either by ±15%
+    between runs. Side by side they share one core and every disturbance: each one's CPU per
+    request is measured over the shopsim run's request window (the bare client starts first
+    and outlasts it; its requests inside the window come from Locust's per-second history).
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    locustfile = tmp / SIDE_LOCUSTFILE
+    locustfile.write_text(BARE_LOCUSTFILE)
+    out = tmp / "side"
+    out.mkdir()
+    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_AUTH": auth}
+    bare = subprocess.Popen(
+        _bare_argv(locustfile, url, out, SIDE_DURATION_S),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        shopsim = _shopsim(tmp, "side_shopsim", url, sampler)
+    finally:
+        bare.send_signal(signal.SIGINT)  # Locust writes its stats files on a clean stop
+        try:
+            bare.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            bare.kill()
+            bare.wait()
+    start, end, requests, _ = _request_window(tmp / "side_shopsim" / "locust")
+    history = out / "stats_stats_history.csv"
+    if end <= start or not history.is_file():
+        return {"error": "no overlapping request window"}
+    cpu = sampler.window(start, end)
+    bare_requests = _cumulative_requests(history, end) - _cumulative_requests(history, start)
+    bare_us = cpu.get("side", 0.0) / bare_requests * 1e6 if bare_requests else 0.0
+    shopsim_us = cpu.get("client", 0.0) / requests * 1e6 if requests else 0.0
+    return {
+        "s": round(end - start, 3),
+        "shopsim_requests": requests,
+        "bare_requests": round(bare_requests),
+        "shopsim_us_per_request": round(shopsim_us, 1),
+        "bare_us_per_request": round(bare_us, 1),
+        "ratio_by_cpu": round(bare_us / shopsim_us, 3) if shopsim_us else 0.0,
+        "others_cores": shopsim.get("others_cores", 0.0),
+    }
 
 
 def _ratio(a: float, b: float) -> float:
@@ -560,6 +664,7 @@ def run(out_dir: Path) -> dict[str, Any]:
                         tmp / f"r{i}", "batched", url, sampler, batch_size=50, batch_window="1d"
                     )
                     single = _shopsim(tmp / f"r{i}", "single", url, sampler, users=2 * USERS)
+                    side = _side_by_side(tmp / f"r{i}", url, bodies, auth, sampler)
                 two = _shopsim(tmp / f"r{i}", "workers2", url, sampler, workers=2, users=2 * USERS)
                 rounds.append(
                     {
@@ -568,6 +673,7 @@ def run(out_dir: Path) -> dict[str, Any]:
                         "batched": batched,
                         "single": single,
                         "workers2": two,
+                        "side_by_side": side,
                         "cpu_scaling": _cpu_scaling(),
                     }
                 )
@@ -593,7 +699,10 @@ def run(out_dir: Path) -> dict[str, Any]:
     ]
     bounds = [_workers_bound(r["single"], r["workers2"], r["cpu_scaling"]) for r in rounds]
     scaling = [r["cpu_scaling"] for r in rounds]
+    side_by_side = [float(r["side_by_side"].get("ratio_by_cpu", 0.0)) for r in rounds]
     cpu = {
+        "harness_ratio_side_by_side": _median(side_by_side),
+        "harness_ratios_side_by_side": side_by_side,
         "bare_us_per_request": _median([_us(r["bare"], "client") for r in rounds]),
         "shopsim_us_per_request": _median([_us(r["shopsim"], "client") for r in rounds]),
         "sink_us_per_request": _median([_us(r["bare"], "sink") for r in rounds]),
