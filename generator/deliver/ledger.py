@@ -241,6 +241,34 @@ class Ledger:
             option=orjson.OPT_APPEND_NEWLINE,
         )
 
+    def acknowledged(self, delivery: Delivery, arrival_ms: int, status: int, attempts: int) -> None:
+        """:meth:`plan` and :meth:`acknowledge` at once, for a delivery whose answer is already in.
+
+        A load test's common send plans its delivery only if the answer is not a plain
+        acknowledgement (or the send is cut short): no token, no open entry for the 99%.
+        """
+        self._planned += 1
+        self._acknowledged += 1
+        if self._out is None:
+            return
+        event = delivery.event
+        self._buffered += 1
+        self._buffer += orjson.dumps(
+            {
+                "event_id": event.id,
+                "truth_id": delivery.truth_id,
+                "shopper": event.shopper,
+                "name": event.name,
+                "state": "acknowledged",
+                "status": status,
+                "reason": "",
+                "attempts": attempts,
+                "arrival_ms": arrival_ms,
+                "faults": delivery.faults,
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+
     def count_attempt(self, *, retry: bool, http_error: bool = False, connection_error: bool = False) -> None:
         """Count one HTTP attempt (for the progress bar and the summary)."""
         self._requests += 1

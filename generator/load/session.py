@@ -469,11 +469,16 @@ class LoadSession:
         # One delivery, one request: the common send, with its first attempt inline. Per
         # request this is the load generator's own cost next to Locust's, so it avoids the
         # general path's lists, slices and calls (same ledger lines, same Locust requests).
-        token = ledger.plan(deliveries[0], arrival_ms=arrival_ms)
+        # A plain acknowledgement is planned and settled in one ledger call; anything else
+        # (a retry, a rejection, a cut) plans a token first, so the delivery is still settled
+        # exactly once.
+        delivery = deliveries[0]
+        token: int | None = None
         settled = False  # _attempt settles the token or leaves it open (a kill while it waits)
         try:
             request, body = self._single(planned)
             if request.oversize and not self.config.send_oversize:
+                token = ledger.plan(delivery, arrival_ms=arrival_ms)
                 self._attempt(job, planned.name, request, body, [token], send, arrival_ms)
                 settled = True
                 return
@@ -484,12 +489,15 @@ class LoadSession:
             verdict = send(request, planned.name, context, headers, body)
             if verdict.ok and not verdict.rejected:
                 ledger.count_attempt(retry=False)
-                ledger.acknowledge(token, verdict.status, 1)
+                ledger.acknowledged(delivery, arrival_ms, verdict.status, 1)
             else:
+                token = ledger.plan(delivery, arrival_ms=arrival_ms)
                 self._attempt(job, planned.name, request, body, [token], send, arrival_ms, first=verdict)
             settled = True
         finally:
             if not settled:
+                if token is None:
+                    token = ledger.plan(delivery, arrival_ms=arrival_ms)
                 ledger.settle(token, State.GIVEN_UP, reason=ENDED_REASON)
 
     def _single(self, planned: PlannedSend) -> tuple[WireRequest, bytes]:

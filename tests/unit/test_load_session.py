@@ -208,18 +208,23 @@ def test_ledger_acknowledge_writes_the_settle_line_byte_for_byte():
 
     deliveries = shopper_deliveries(3, 1_000_000, 3)
     lines = []
-    for fast in (False, True):
+    for way in ("settle", "acknowledge", "acknowledged"):
         out = io.BytesIO()
         ledger = Ledger(stream=out)
         for i, delivery in enumerate(deliveries):
+            if way == "acknowledged":  # planned and settled in one call
+                ledger.acknowledged(delivery, 2_000_000 + i, 202, i + 1)
+                continue
             token = ledger.plan(delivery, arrival_ms=2_000_000 + i)
-            if fast:
+            if way == "acknowledge":
                 ledger.acknowledge(token, 202, i + 1)
             else:
                 ledger.settle(token, State.ACKNOWLEDGED, status=202, attempts=i + 1)
         ledger.flush()
-        assert ledger.counts.acknowledged == 3 and ledger.counts.pending == 0
-        with pytest.raises(Exception, match="settled twice"):
-            ledger.acknowledge(0, 200, 1)
+        counts = ledger.counts
+        assert counts.planned == counts.acknowledged == 3 and counts.pending == 0
+        if way == "acknowledge":
+            with pytest.raises(Exception, match="settled twice"):
+                ledger.acknowledge(0, 200, 1)
         lines.append(out.getvalue())
-    assert lines[0] == lines[1] and lines[0].count(b"\n") == 3
+    assert lines[0] == lines[1] == lines[2] and lines[0].count(b"\n") == 3
