@@ -86,6 +86,7 @@ def run_session(tmp_path, source, target, *, users=4, config=None, stop_after=No
         )
 
     import gevent
+    import gevent.event
 
     session = LoadSession(
         source,
@@ -228,3 +229,34 @@ def test_ledger_acknowledge_writes_the_settle_line_byte_for_byte():
                 ledger.acknowledge(0, 200, 1)
         lines.append(out.getvalue())
     assert lines[0] == lines[1] == lines[2] and lines[0].count(b"\n") == 3
+
+
+def test_a_send_killed_while_waiting_for_its_answer_is_given_up_once(tmp_path):
+    import gevent
+    import gevent.event
+
+    from generator.load.session import Turn
+
+    messages = []
+    session = LoadSession(
+        iter(()),
+        encoder=encoder_for("pipelines"),
+        creds=LOCAL_DEFAULTS,
+        config=SessionConfig(speed=1e6, flush_every_s=0.01),
+        emit=lambda kind, data: messages.append((kind, data)),
+        origin_ms=1_000_000,
+    )
+    answered = gevent.event.Event()
+
+    def hanging_target(request, name, context, headers, body):
+        answered.wait(30)  # never set: the user is killed while it waits
+        raise AssertionError("not reached")
+
+    job = next(jobs(1, speed=1e6, per_shopper=3))
+    session.t0 = session.monotonic()
+    user = gevent.spawn(session.replay, Turn(job, session.t0), hanging_target)
+    gevent.sleep(0.05)
+    user.kill(block=True, timeout=5)
+    counts = session.ledger.counts
+    assert counts.planned == 3 and counts.given_up == 3 and counts.pending == 0
+    assert counts.acknowledged == 0
