@@ -151,6 +151,9 @@ class Ledger:
         # its serialization (measured: tests/bench/bench_load.py, issue 6).
         self._buffer = bytearray()
         self._buffered = 0
+        self._deferred: list[tuple[Delivery, int, int, int]] = []
+        """:meth:`acknowledged` records (delivery, arrival ms, status, attempts), rendered into
+        ``_buffer`` in a batch before any other line and at every :meth:`flush`."""
         self._flushed_at = time.monotonic()
         self._counts = {state: 0 for state in State}
         self._acknowledged = 0
@@ -192,6 +195,8 @@ class Ledger:
         self._counts[state] += 1
         if self._out is None:
             return
+        if self._deferred:  # lines stay in settlement order
+            self._render_deferred()
         event = delivery.event
         self._buffered += 1
         self._buffer += orjson.dumps(
@@ -223,6 +228,8 @@ class Ledger:
         self._acknowledged += 1
         if self._out is None:
             return
+        if self._deferred:  # lines stay in settlement order
+            self._render_deferred()
         event = delivery.event
         self._buffered += 1
         self._buffer += orjson.dumps(
@@ -251,23 +258,35 @@ class Ledger:
         self._acknowledged += 1
         if self._out is None:
             return
-        event = delivery.event
+        # The line is rendered later, with the others of its batch (a tight loop runs several
+        # times faster than one render per request between a load generator's HTTP calls);
+        # it stays in memory no longer than a rendered line would (until the next flush).
         self._buffered += 1
-        self._buffer += orjson.dumps(
-            {
-                "event_id": event.id,
-                "truth_id": delivery.truth_id,
-                "shopper": event.shopper,
-                "name": event.name,
-                "state": "acknowledged",
-                "status": status,
-                "reason": "",
-                "attempts": attempts,
-                "arrival_ms": arrival_ms,
-                "faults": delivery.faults,
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
+        self._deferred.append((delivery, arrival_ms, status, attempts))
+
+    def _render_deferred(self) -> None:
+        """Render :meth:`acknowledged`'s records into the buffer, in order."""
+        buffer = self._buffer
+        dumps = orjson.dumps
+        newline = orjson.OPT_APPEND_NEWLINE
+        for delivery, arrival_ms, status, attempts in self._deferred:
+            event = delivery.event
+            buffer += dumps(
+                {
+                    "event_id": event.id,
+                    "truth_id": delivery.truth_id,
+                    "shopper": event.shopper,
+                    "name": event.name,
+                    "state": "acknowledged",
+                    "status": status,
+                    "reason": "",
+                    "attempts": attempts,
+                    "arrival_ms": arrival_ms,
+                    "faults": delivery.faults,
+                },
+                option=newline,
+            )
+        self._deferred.clear()
 
     def count_attempt(self, *, retry: bool, http_error: bool = False, connection_error: bool = False) -> None:
         """Count one HTTP attempt (for the progress bar and the summary)."""
@@ -279,6 +298,8 @@ class Ledger:
     def flush(self) -> None:
         """Append buffered lines to the file and flush it."""
         self._flushed_at = time.monotonic()
+        if self._deferred:
+            self._render_deferred()
         if self._out is None or not self._buffer:
             return
         self._out.write(self._buffer)

@@ -260,3 +260,38 @@ def test_a_send_killed_while_waiting_for_its_answer_is_given_up_once(tmp_path):
     counts = session.ledger.counts
     assert counts.planned == 3 and counts.given_up == 3 and counts.pending == 0
     assert counts.acknowledged == 0
+
+
+def test_deferred_acknowledgements_keep_the_ledger_in_settlement_order():
+    import io
+
+    from generator.deliver.ledger import Ledger, State
+
+    deliveries = shopper_deliveries(4, 1_000_000, 5)
+    outputs = []
+    for deferred in (False, True):
+        out = io.BytesIO()
+        ledger = Ledger(stream=out)
+        for i, delivery in enumerate(deliveries):
+            if i % 2 == 0:
+                if deferred:
+                    ledger.acknowledged(delivery, 7_000 + i, 200, 1)
+                else:
+                    ledger.settle(
+                        ledger.plan(delivery, arrival_ms=7_000 + i),
+                        State.ACKNOWLEDGED,
+                        status=200,
+                        attempts=1,
+                    )
+            else:
+                ledger.settle(
+                    ledger.plan(delivery, arrival_ms=7_000 + i), State.REJECTED, status=400, reason="bad"
+                )
+            if i == 2:
+                ledger.flush()  # a flush in the middle renders what waits
+        ledger.flush()
+        outputs.append(out.getvalue())
+    assert outputs[0] == outputs[1]
+    assert [orjson.loads(line)["event_id"] for line in outputs[1].splitlines()] == [
+        d.event.id for d in deliveries
+    ]
