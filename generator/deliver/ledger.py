@@ -126,6 +126,32 @@ class LedgerCounts:
         }
 
 
+_ACKNOWLEDGED_STATE = State.ACKNOWLEDGED.value
+
+
+def _line(
+    delivery: Delivery, state: str, status: int | None, reason: str, attempts: int, arrival_ms: int
+) -> bytes:
+    """One ledger line, newline included. ``event_id`` comes first and ids are written without
+    escapes: :func:`acknowledged_ids` scans for that layout."""
+    event = delivery.event
+    return orjson.dumps(
+        {
+            "event_id": event.id,
+            "truth_id": delivery.truth_id,
+            "shopper": event.shopper,
+            "name": event.name,
+            "state": state,
+            "status": status,
+            "reason": reason,
+            "attempts": attempts,
+            "arrival_ms": arrival_ms,
+            "faults": delivery.faults,
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
+
+
 class Ledger:
     """Accounts for planned deliveries and appends one line per settled delivery.
 
@@ -197,23 +223,8 @@ class Ledger:
             return
         if self._deferred:  # lines stay in settlement order
             self._render_deferred()
-        event = delivery.event
         self._buffered += 1
-        self._buffer += orjson.dumps(
-            {
-                "event_id": event.id,
-                "truth_id": delivery.truth_id,
-                "shopper": event.shopper,
-                "name": event.name,
-                "state": state.value,
-                "status": status,
-                "reason": reason[:REASON_LIMIT],
-                "attempts": attempts,
-                "arrival_ms": arrival_ms,
-                "faults": delivery.faults,
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
+        self._buffer += _line(delivery, state.value, status, reason[:REASON_LIMIT], attempts, arrival_ms)
 
     def acknowledge(self, token: int, status: int, attempts: int) -> None:
         """:meth:`settle` as ``ACKNOWLEDGED`` (no reason): the same line, for a sender's hot path.
@@ -228,25 +239,8 @@ class Ledger:
         self._acknowledged += 1
         if self._out is None:
             return
-        if self._deferred:  # lines stay in settlement order
-            self._render_deferred()
-        event = delivery.event
         self._buffered += 1
-        self._buffer += orjson.dumps(
-            {
-                "event_id": event.id,
-                "truth_id": delivery.truth_id,
-                "shopper": event.shopper,
-                "name": event.name,
-                "state": "acknowledged",
-                "status": status,
-                "reason": "",
-                "attempts": attempts,
-                "arrival_ms": arrival_ms,
-                "faults": delivery.faults,
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
+        self._deferred.append((delivery, arrival_ms, status, attempts))  # rendered in a batch
 
     def acknowledged(self, delivery: Delivery, arrival_ms: int, status: int, attempts: int) -> None:
         """:meth:`plan` and :meth:`acknowledge` at once, for a delivery whose answer is already in.
@@ -267,25 +261,8 @@ class Ledger:
     def _render_deferred(self) -> None:
         """Render :meth:`acknowledged`'s records into the buffer, in order."""
         buffer = self._buffer
-        dumps = orjson.dumps
-        newline = orjson.OPT_APPEND_NEWLINE
         for delivery, arrival_ms, status, attempts in self._deferred:
-            event = delivery.event
-            buffer += dumps(
-                {
-                    "event_id": event.id,
-                    "truth_id": delivery.truth_id,
-                    "shopper": event.shopper,
-                    "name": event.name,
-                    "state": "acknowledged",
-                    "status": status,
-                    "reason": "",
-                    "attempts": attempts,
-                    "arrival_ms": arrival_ms,
-                    "faults": delivery.faults,
-                },
-                option=newline,
-            )
+            buffer += _line(delivery, _ACKNOWLEDGED_STATE, status, "", attempts, arrival_ms)
         self._deferred.clear()
 
     def count_attempt(self, *, retry: bool, http_error: bool = False, connection_error: bool = False) -> None:
