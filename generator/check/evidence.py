@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
-from operator import attrgetter, itemgetter, sub
+from operator import attrgetter, sub
 from typing import NamedTuple
 
 import numpy as np
@@ -72,19 +72,6 @@ class DeliveryInfo(NamedTuple):
 
 _new_info = partial(tuple.__new__, DeliveryInfo)
 """``_new_info(fields)``: a DeliveryInfo from a tuple of its fields, C-level (for map)."""
-
-
-(
-    _ID_COLUMN,
-    _SHOPPER_COLUMN,
-    _NAME_COLUMN,
-    _KIND_COLUMN,
-    _TIMESTAMP_COLUMN,
-    _ARRIVAL_COLUMN,
-    _USER_ID_COLUMN,
-    _ANONYMOUS_ID_COLUMN,
-) = map(itemgetter, (0, 2, 3, 4, 5, 6, 10, 11))
-"""DeliveryInfo columns by position (``itemgetter`` on a tuple is cheaper than by name)."""
 
 
 class AnonymousEvents:
@@ -146,17 +133,6 @@ class AnonymousEvents:
         self.name.extend(map(_NAME, events))
         self.type.extend(map(_KIND, events))
         self.user_id.extend(map(_USER_ID, events))
-
-    def extend_plain_infos(self, infos: Sequence[DeliveryInfo]) -> None:
-        """Add plain deliveries' records (no faults, their own truth id, arrived; C-level)."""
-        self.event_id.extend(map(_ID_COLUMN, infos))
-        self.anonymous_id.extend(map(_ANONYMOUS_ID_COLUMN, infos))
-        self.timestamp_ms.extend(map(_TIMESTAMP_COLUMN, infos))
-        self.arrival_ms.extend(map(_ARRIVAL_COLUMN, infos))
-        self.shopper.extend(map(_SHOPPER_COLUMN, infos))
-        self.name.extend(map(_NAME_COLUMN, infos))
-        self.type.extend(map(_KIND_COLUMN, infos))
-        self.user_id.extend(map(_USER_ID_COLUMN, infos))
 
     def info(self, row: int) -> DeliveryInfo:
         """The record of one row (as :class:`EvidenceBuilder` would have built it)."""
@@ -483,7 +459,7 @@ class EvidenceBuilder:
         rule_names = self._rule_names
         expect = self._expect
         plain: list[Delivery] = []
-        anonymous: list[DeliveryInfo] = []
+        anonymous: list[Delivery] = []
         duplicates = 0
         for delivery in chunk:
             event = delivery.event
@@ -528,9 +504,9 @@ class EvidenceBuilder:
                 if found is not info:
                     self._record_more(event_id, found, info)
                 if not event.user_id and event.anonymous_id:
-                    anonymous.append(info)
+                    anonymous.append(delivery)
         if anonymous:
-            self.anonymous.extend_plain_infos(anonymous)
+            self.anonymous.extend_plain(list(map(_EVENT, anonymous)), map(_ARRIVAL, anonymous))
         self._planned += len(plain) + duplicates  # add_delivery counted the others
         self.counts["duplicates"] += duplicates
         if plain:

@@ -287,7 +287,8 @@ def _shopsim(tmp: Path, name: str, url: str, sampler: CpuSampler, **overrides: A
     return figures
 
 
-def _bare_argv(locustfile: Path, url: str, out: Path, duration_s: int) -> list[str]:
+def _bare_argv(locustfile: Path, url: str, out: Path, duration_s: int, *, csv: bool = True) -> list[str]:
+    """The bare client's Locust command line (``csv``: also the stats history CSV)."""
     return [
         sys.executable,
         "-m",
@@ -305,8 +306,7 @@ def _bare_argv(locustfile: Path, url: str, out: Path, duration_s: int) -> list[s
         url,
         "--json-file",
         str(out / "stats"),
-        "--csv",
-        str(out / "stats"),
+        *(("--csv", str(out / "stats")) if csv else ()),
         "--only-summary",
         "--loglevel",
         "WARNING",
@@ -319,27 +319,7 @@ def _bare(tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSampler) -> 
     locustfile.write_text(BARE_LOCUSTFILE)
     out = tmp / "bare"
     out.mkdir()
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(locustfile),
-        "--headless",
-        "-u",
-        str(USERS),
-        "-r",
-        str(SPAWN_RATE),
-        "-t",
-        f"{DURATION_S}s",
-        "--host",
-        url,
-        "--json-file",
-        str(out / "stats"),
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-    ]
+    argv = _bare_argv(locustfile, url, out, DURATION_S, csv=False)
     env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_AUTH": auth}
     subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=DURATION_S + 120, check=False)
     return _figures(out, sampler)

@@ -520,5 +520,18 @@ def test_anonymous_events_rebuild_every_record_they_were_given():
     assert anonymous.anonymous_id == ["a0", "a1", "a2", "a3", "a4", "a5"]
     assert len(anonymous._infos) == 3  # the plain rows are columns only
     bulk = AnonymousEvents()
-    bulk.extend_plain_infos([given[0], given[4], given[5]])
-    assert list(bulk) == [given[0], given[4], given[5]]
+    plain = [given[0], given[4], given[5]]
+    events = [
+        event(
+            i.name,
+            i.timestamp_ms - T0,
+            shopper=i.shopper,
+            user=i.user_id,
+            anon=i.anonymous_id,
+            id=i.event_id,
+            kind=i.type,
+        )
+        for i in plain
+    ]
+    bulk.extend_plain(events, [i.arrival_ms for i in plain])
+    assert list(bulk) == plain
