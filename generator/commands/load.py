@@ -93,6 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--request-log", action="store_true", help="one NDJSON row per request in locust/requests.ndjson*"
     )
     parser.add_argument("--send-oversize", action="store_true", help="send requests above documented limits")
+    parser.add_argument(
+        "--keep-cookies",
+        action="store_true",
+        help="keep a cookie jar per user (only for a cookie-sticky load balancer: the APIs set no cookies)",
+    )
     parser.add_argument("--credentials-file", type=Path, metavar="FILE", help="KEY=VALUE credentials file")
     parser.add_argument("--allow-production", action="store_true", help="allow Customer.io production hosts")
     parser.add_argument(
@@ -223,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             grace_s=args.grace,
             tail=args.tail,
             send_oversize=args.send_oversize,
+            keep_cookies=args.keep_cookies,
             presimulate=args.presimulate,
             request_log=args.request_log,
             credentials_file=args.credentials_file.resolve() if args.credentials_file else None,

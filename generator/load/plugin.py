@@ -188,6 +188,13 @@ def add_arguments(parser: Any) -> None:
     )
     group.add_argument("--send-oversize", env_var="LOCUST_SEND_OVERSIZE", action="store_true", default=False)
     group.add_argument(
+        "--keep-cookies",
+        env_var="LOCUST_KEEP_COOKIES",
+        action="store_true",
+        default=False,
+        help="keep a cookie jar per user (for a cookie-sticky load balancer in front of the target)",
+    )
+    group.add_argument(
         "--presimulate",
         env_var="LOCUST_PRESIMULATE",
         action="store_true",

@@ -94,6 +94,7 @@ class LoadOptions:
     tail: str = "auto"
     keep_timestamps: bool = False
     send_oversize: bool = False
+    keep_cookies: bool = False
     presimulate: bool = False
     request_log: bool = False
     credentials_file: Path | None = None
@@ -173,6 +174,8 @@ def _shopsim_flags(opts: LoadOptions) -> list[str]:
         flags.append("--keep-timestamps")
     if opts.send_oversize:
         flags.append("--send-oversize")
+    if opts.keep_cookies:
+        flags.append("--keep-cookies")
     if opts.presimulate:
         flags.append("--presimulate")
     if opts.request_log:

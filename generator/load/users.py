@@ -12,6 +12,11 @@ takes the next. Each HTTP call is one Locust request:
 - ``catch_response=True``: a ``200`` with an error body, a ``207`` with item errors, ``4xx`` and
   ``5xx`` are marked failed with the reason (:func:`~generator.load.outcome.classify`);
 - ``context={"event_id": first id carried, "shopper": k, "events": n}`` for request listeners.
+
+Users keep no cookie jar unless ``--keep-cookies`` is given: the Track and Pipelines APIs
+authenticate every request by header and set no cookies, and offering a jar each request and
+parsing each response into it cost about a tenth of a request's client CPU (the load generator's
+own CPU is what limits how much load one core offers).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import gevent
 from locust import FastHttpUser, constant, task
+from locust.env import Environment
 
 from generator.load.outcome import Verdict, classify
 from generator.load.plugin import session_of
@@ -37,6 +43,13 @@ class ShopperUser(FastHttpUser):
     connection_timeout = 10.0
     # Retries are shopsim's (ledger attempts, backoff, 429/5xx only), never the client's.
     max_retries = 0
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        options = environment.parsed_options
+        if not (options is not None and getattr(options, "keep_cookies", False)):
+            # geventhttpclient's user agent skips cookie handling when it has no jar.
+            self.client.client.cookiejar = None
 
     @task
     def shopper(self) -> None:

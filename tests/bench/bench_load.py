@@ -25,6 +25,8 @@ shorter run.
    between two runs minutes apart), so each round also runs them **side by side** on the
    client core (:func:`_side_by_side`; two bare clients measured this way agree within 1%):
    ``cpu.harness_ratio_side_by_side`` is the steadiest figure of the harness's own cost.
+   shopsim's users keep no cookie jar (the bare ``FastHttpUser`` does); the same measure with
+   ``--keep-cookies`` is ``cpu.harness_ratio_side_by_side_keep_cookies``.
 2. **Batching.** Events/s with Pipelines ``/v1/batch`` (``--batch-size 50``, window 1 day so a
    shopper's session goes out in one request) vs one call per event.
 3. **Workers.** ``--workers 2`` vs one process, requests/s (target >= 1.7x on 2 cores). The sink
@@ -344,7 +346,9 @@ def _cumulative_requests(history: Path, at: float) -> float:
     return points[-1][1]
 
 
-def _side_by_side(tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSampler) -> dict[str, Any]:
+def _side_by_side(
+    tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSampler, name: str = "side", **overrides: Any
+) -> dict[str, Any]:
     """shopsim and the bare client *at the same time*, both on the client core: CPU per request.
 
     Run one after the other, the two clients meet different neighbours (other tenants, the
@@ -356,7 +360,7 @@ def _side_by_side(tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSamp
     tmp.mkdir(parents=True, exist_ok=True)
     locustfile = tmp / SIDE_LOCUSTFILE
     locustfile.write_text(BARE_LOCUSTFILE)
-    out = tmp / "side"
+    out = tmp / name
     out.mkdir()
     env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_AUTH": auth}
     bare = subprocess.Popen(
@@ -367,7 +371,7 @@ def _side_by_side(tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSamp
         stderr=subprocess.DEVNULL,
     )
     try:
-        shopsim = _shopsim(tmp, "side_shopsim", url, sampler)
+        shopsim = _shopsim(tmp, f"{name}_shopsim", url, sampler, **overrides)
     finally:
         bare.send_signal(signal.SIGINT)  # Locust writes its stats files on a clean stop
         try:
@@ -375,7 +379,7 @@ def _side_by_side(tmp: Path, url: str, bodies: Path, auth: str, sampler: CpuSamp
         except subprocess.TimeoutExpired:
             bare.kill()
             bare.wait()
-    start, end, requests, _ = _request_window(tmp / "side_shopsim" / "locust")
+    start, end, requests, _ = _request_window(tmp / f"{name}_shopsim" / "locust")
     history = out / "stats_stats_history.csv"
     if end <= start or not history.is_file():
         return {"error": "no overlapping request window"}
@@ -645,6 +649,9 @@ def run(out_dir: Path) -> dict[str, Any]:
                     )
                     single = _shopsim(tmp / f"r{i}", "single", url, sampler, users=2 * USERS)
                     side = _side_by_side(tmp / f"r{i}", url, bodies, auth, sampler)
+                    side_cookies = _side_by_side(
+                        tmp / f"r{i}", url, bodies, auth, sampler, name="side_cookies", keep_cookies=True
+                    )
                 two = _shopsim(tmp / f"r{i}", "workers2", url, sampler, workers=2, users=2 * USERS)
                 rounds.append(
                     {
@@ -654,6 +661,7 @@ def run(out_dir: Path) -> dict[str, Any]:
                         "single": single,
                         "workers2": two,
                         "side_by_side": side,
+                        "side_by_side_keep_cookies": side_cookies,
                         "cpu_scaling": _cpu_scaling(),
                     }
                 )
@@ -680,9 +688,14 @@ def run(out_dir: Path) -> dict[str, Any]:
     bounds = [_workers_bound(r["single"], r["workers2"], r["cpu_scaling"]) for r in rounds]
     scaling = [r["cpu_scaling"] for r in rounds]
     side_by_side = [float(r["side_by_side"].get("ratio_by_cpu", 0.0)) for r in rounds]
+    side_cookies = [float(r["side_by_side_keep_cookies"].get("ratio_by_cpu", 0.0)) for r in rounds]
     cpu = {
         "harness_ratio_side_by_side": _median(side_by_side),
         "harness_ratios_side_by_side": side_by_side,
+        # shopsim with --keep-cookies: the bare FastHttpUser keeps Locust's cookie jar; shopsim's
+        # users do not by default (the APIs set no cookies), this is the like-for-like figure.
+        "harness_ratio_side_by_side_keep_cookies": _median(side_cookies),
+        "harness_ratios_side_by_side_keep_cookies": side_cookies,
         "bare_us_per_request": _median([_us(r["bare"], "client") for r in rounds]),
         "shopsim_us_per_request": _median([_us(r["shopsim"], "client") for r in rounds]),
         "sink_us_per_request": _median([_us(r["bare"], "sink") for r in rounds]),

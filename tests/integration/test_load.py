@@ -178,3 +178,28 @@ def test_the_shopsim_cli_never_imports_locust_itself():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("keep_cookies", [False, True])
+def test_users_send_cookies_back_only_with_keep_cookies(tmp_path, keep_cookies):
+    # The target sets a cookie on every answer (as a cookie-sticky load balancer would): by
+    # default the users keep no jar and never send it back; with --keep-cookies they do.
+    def sticky(_incoming):
+        return Respond(headers={"Set-Cookie": "lb=node-2; Path=/"})
+
+    with FaultyServer(sticky) as server:
+        proc, run_dir = shopsim_load(
+            tmp_path,
+            *("--shoppers", "6", "--speed", "100000", "--users", "2", "--seed", "5", "--tail", "none"),
+            *("--target", server.url, "--no-default-thresholds"),
+            *(("--keep-cookies",) if keep_cookies else ()),
+        )
+        received = list(server.received)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert_reconciles(run_dir)
+    assert len(received) > 2
+    cookies = [r.headers.get("cookie") for r in received]
+    if keep_cookies:
+        assert cookies.count("lb=node-2") >= len(received) - 2  # all but each user's first request
+    else:
+        assert cookies == [None] * len(received)
