@@ -168,8 +168,11 @@ def split_export(
     """
     loads = orjson.loads
     others: list[Observation] = []
-    people: dict[str, str] = {}
-    outcomes: dict[str, str] = {}
+    # Every ingested event's row, in export order: the columns of ``event_index`` records and
+    # the rows of ``event`` lines, indexed once at the end (C-level list and dict operations).
+    ids: list[str] = []
+    persons: list[str] = []
+    results: list[str] = []
     for line in lines:
         if not line:
             continue
@@ -178,29 +181,27 @@ def split_export(
             continue
         kind = record.get("kind")
         if kind == "event_index":
-            # Columns of (id, person, outcome), indexed with C-level dict operations. The first
-            # row of an id wins, as for ``event`` lines: built from the reversed columns, the
-            # chunk keeps its earliest row per id, and ids already indexed keep theirs.
-            ids, persons, results = record["event_id"], record["person"], record["outcome"]
-            chunk_people = dict(zip(reversed(ids), reversed(persons), strict=True))
-            indexed = chunk_people.keys() & people.keys()
-            for event_id in indexed:
-                del chunk_people[event_id]
-            people.update(chunk_people)
+            ids.extend(record["event_id"])
+            persons.extend(record["person"])
             if with_outcomes:
-                chunk_outcomes = dict(zip(reversed(ids), reversed(results), strict=True))
-                for event_id in indexed:
-                    del chunk_outcomes[event_id]
-                outcomes.update(chunk_outcomes)
+                results.extend(record["outcome"])
             continue
         if kind == "event":
-            event_id = str(record.get("event_id") or "")
-            if event_id not in people:
-                people[event_id] = record.get("person") or ""
-                if with_outcomes:
-                    outcomes[event_id] = str(record.get("outcome") or "")
+            ids.append(str(record.get("event_id") or ""))
+            persons.append(record.get("person") or "")
+            if with_outcomes:
+                results.append(str(record.get("outcome") or ""))
             continue
         others.extend(from_emulator_record(record))
+    # The first row of an id wins: built from the reversed rows, an earlier row overwrites a
+    # later one.
+    ids.reverse()
+    persons.reverse()
+    people = dict(zip(ids, persons, strict=True))
+    outcomes: dict[str, str] = {}
+    if with_outcomes:
+        results.reverse()
+        outcomes = dict(zip(ids, results, strict=True))
     return others, people, outcomes
 
 

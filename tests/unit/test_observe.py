@@ -415,3 +415,26 @@ def test_observe_command_without_secret_is_an_input_error(tmp_path, monkeypatch,
     monkeypatch.delenv("CIO_WEBHOOK_SECRET", raising=False)
     assert main(["observe", "--listen", "0", "--out", str(tmp_path / "x"), "--duration", "1s"]) == 2
     assert "CIO_WEBHOOK_SECRET" in capsys.readouterr().err
+
+
+def test_split_export_keeps_the_first_row_of_an_id_across_event_lines_and_index_columns() -> None:
+    from generator.observe.emulator import split_export
+
+    lines = [
+        orjson.dumps({"kind": "event", "event_id": "E1", "person": "u1", "outcome": "accepted"}),
+        b"",
+        orjson.dumps(
+            {
+                "kind": "event_index",
+                "event_id": ["E2", "E1", "E2"],
+                "person": ["", "u9", "u2"],
+                "outcome": ["anonymous_pending", "duplicate", "duplicate"],
+            }
+        ),
+        orjson.dumps({"kind": "event", "event_id": "E2", "person": "u3", "outcome": "duplicate"}),
+    ]
+    others, people, outcomes = split_export(lines)
+    assert others == []
+    assert people == {"E1": "u1", "E2": ""}
+    assert outcomes == {"E1": "accepted", "E2": "anonymous_pending"}
+    assert split_export(lines, with_outcomes=False)[1:] == (people, {})
