@@ -75,12 +75,15 @@ _new_info = partial(tuple.__new__, DeliveryInfo)
 
 
 class AnonymousEvents:
-    """Every delivered anonymous event (no user id), for merge completeness, kept as columns.
+    """The delivered anonymous events (no user id) that could merge, kept as columns.
 
-    Most events of a big run are anonymous (eight in nine of the cart-recovery benchmark): a
-    :class:`DeliveryInfo` each would be a million small records for the collector to scan again
-    and again. A row of a plain delivery (no fault tags, its own truth id) is rebuilt on demand by
-    :meth:`info`; the few others keep their whole record.
+    Merge completeness reads anonymous events whose anonymous id a delivered identify names, and
+    identifies come only from shoppers who identify in truth: :class:`EvidenceBuilder` keeps just
+    those shoppers' anonymous events (a third of them in the cart-recovery benchmark). Most events
+    of a big run are anonymous (eight in nine there): a :class:`DeliveryInfo` each would be a
+    million small records for the collector to scan again and again. A row of a plain delivery
+    (no fault tags, its own truth id) is rebuilt on demand by :meth:`info`; the few others keep
+    their whole record.
     """
 
     __slots__ = (
@@ -254,6 +257,9 @@ class EvidenceBuilder:
         self.identify_infos: dict[int, list[DeliveryInfo]] = {}
         self.identified_shoppers: set[int] = set()
         self.identify_ids: set[str] = set()
+        self._identifying: set[int] = set()
+        """Shoppers with a user id in truth: only their anonymous events can merge (see
+        :class:`AnonymousEvents`); a shopper's life is added before their deliveries."""
         self._funnel_sets: dict[str, int] = {}
         self.counts: dict[str, int] = {
             "shoppers": 0,
@@ -311,6 +317,7 @@ class EvidenceBuilder:
         self.person_shopper[life.person.user_id] = shopper
         if user_id:
             self.person_shopper[user_id] = shopper
+            self._identifying.add(shopper)
         self.shoppers[shopper] = ShopperTruth(
             shopper, user_id, identified_ms, life.person.anonymous_ids, life.start_ms
         )
@@ -393,7 +400,7 @@ class EvidenceBuilder:
             return
         if user_id:
             self.identified_shoppers.add(event.shopper)
-        elif info is not None and event.anonymous_id:
+        elif info is not None and event.anonymous_id and event.shopper in self._identifying:
             self.anonymous.append(info)
         self._conformance.check(event, faults)
 
@@ -457,6 +464,7 @@ class EvidenceBuilder:
         deliveries = self.deliveries
         relevant = self._relevant
         rule_names = self._rule_names
+        identifying = self._identifying
         expect = self._expect
         plain: list[Delivery] = []
         anonymous: list[Delivery] = []
@@ -503,7 +511,7 @@ class EvidenceBuilder:
                 found = deliveries.setdefault(event_id, info)
                 if found is not info:
                     self._record_more(event_id, found, info)
-                if not event.user_id and event.anonymous_id:
+                if not event.user_id and event.anonymous_id and event.shopper in identifying:
                     anonymous.append(delivery)
         if anonymous:
             self.anonymous.extend_plain(list(map(_EVENT, anonymous)), map(_ARRIVAL, anonymous))
@@ -527,13 +535,17 @@ class EvidenceBuilder:
             self.identified_shoppers.update(map(_SHOPPER, known))
             if self._expect is not None:
                 self._expect.know(map(_USER_ID, known))
-        # Merge completeness keeps every anonymous event (those of names a campaign reads were
-        # recorded in order above).
+        # Merge completeness keeps the anonymous events that could merge (those of names a
+        # campaign reads were recorded in order above).
         relevant = self._relevant
+        identifying = self._identifying
         kept = [
             delivery
             for delivery, event in zip(plain, events, strict=True)
-            if not event.user_id and event.anonymous_id and event.name not in relevant
+            if not event.user_id
+            and event.anonymous_id
+            and event.shopper in identifying
+            and event.name not in relevant
         ]
         if kept:
             self.anonymous.extend_plain(list(map(_EVENT, kept)), map(_ARRIVAL, kept))

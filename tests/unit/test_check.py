@@ -408,6 +408,22 @@ def test_chunked_deliveries_give_the_same_evidence_as_one_at_a_time(monkeypatch,
             a, b = sorted(a), sorted(b)  # aggregates: order within a chunk is not kept
         assert a == b, f.name
     assert one.delivered and one.counts["delivered"] > 0
+    # Anonymous events are kept only for shoppers who identify in truth: none that could merge
+    # (its anonymous id named by a delivered identify, sent no later than it) is left out.
+    could_merge, first = set(), set()
+    for d in plan:
+        e = d.event
+        if d.dropped or d.oversize or e.id in first:
+            continue
+        first.add(e.id)
+        identify_info = one.identifies.get(e.anonymous_id or "")
+        if e.user_id or identify_info is None or identify_info.user_id is None:
+            continue
+        if e.timestamp_ms <= identify_info.timestamp_ms:
+            could_merge.add(e.id)
+    assert could_merge <= set(one.anonymous.event_id)
+    identifying = {k for k, truth in one.shoppers.items() if truth.user_id}
+    assert {i.shopper for i in one.anonymous} <= identifying
 
 
 def test_plain_deliveries_still_count_their_shopper_as_identified_and_keep_order_of_ids():
