@@ -132,21 +132,17 @@ def pair_sends(ctx: CheckContext) -> Pairing:
         exit_event: TruthEvent | None = None
         if campaign is not None and campaign.exit_on and shopper is not None:
             if ctx.observed.comparable_times:
-                trigger = ev.truth_events.get(truth_id)
-                if trigger is not None:
+                trigger_ms = ev.truth_ms.get(truth_id)
+                if trigger_ms is not None:
                     names = set(campaign.exit_on)
                     for x in ev.exits.get(shopper, ()):
-                        if (
-                            x.name in names
-                            and x.id != trigger.id
-                            and trigger.timestamp_ms <= x.timestamp_ms < send.at_ms
-                        ):
+                        if x.name in names and x.id != truth_id and trigger_ms <= x.timestamp_ms < send.at_ms:
                             exit_event = x
                             break
             else:
                 truth_exp = truth_by_trigger.get((send.campaign, truth_id))
                 if truth_exp is not None and truth_exp.exit_event_id:
-                    exit_event = ev.truth_events.get(truth_exp.exit_event_id)
+                    exit_event = ev.exit_events.get(truth_exp.exit_event_id)
         key = (send.campaign, truth_id)
         if exit_event is not None:
             category = "violation"

@@ -16,8 +16,8 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import compress
-from operator import attrgetter, sub
+from itertools import compress, repeat
+from operator import attrgetter, is_, sub
 from typing import NamedTuple
 
 import numpy as np
@@ -34,7 +34,6 @@ _IDENTIFY = CallType.IDENTIFY
 _TIMESTAMP = attrgetter("timestamp_ms")
 _USER_ID = attrgetter("user_id")
 _NAME = attrgetter("name")
-_KIND_NAME = attrgetter("type", "name")
 _SHOPPER = attrgetter("shopper")
 _ID = attrgetter("id")
 _ANONYMOUS_ID = attrgetter("anonymous_id")
@@ -163,7 +162,7 @@ class AnonymousEvents:
 
 
 class TruthEvent(NamedTuple):
-    """A truth event the checks refer to (campaign trigger and exit events)."""
+    """A truth exit event (of a name some campaign exits on), as the checks refer to it."""
 
     id: str
     shopper: int
@@ -190,9 +189,13 @@ class Evidence:
     delivered: list[Expectation]
     shoppers: dict[int, ShopperTruth]
     person_shopper: dict[str, int]
-    truth_events: dict[str, TruthEvent]
+    truth_ms: dict[str, int]
+    """Truth id → event time of every truth track event of a name a campaign triggers or exits on
+    (a plain int per id: a third of a cart-recovery run's events are product views)."""
+    exit_events: dict[str, TruthEvent]
+    """Truth id → truth exit event (any campaign's ``exit_on``)."""
     exits: dict[int, list[TruthEvent]]
-    """Truth exit events (any campaign's ``exit_on``) per shopper, in time order."""
+    """Truth exit events per shopper, in time order."""
     deliveries: dict[str, DeliveryInfo | list[DeliveryInfo]]
     """Truth id → its deliveries in arrival order: the record itself while there is one (most
     ids: no list per id for the collector to scan), a list once there are more."""
@@ -248,7 +251,8 @@ class EvidenceBuilder:
         self._conformance = TrackingPlanConformance(scenario.tracking_plan)
         self.shoppers: dict[int, ShopperTruth] = {}
         self.person_shopper: dict[str, int] = {}
-        self.truth_events: dict[str, TruthEvent] = {}
+        self.truth_ms: dict[str, int] = {}
+        self.exit_events: dict[str, TruthEvent] = {}
         self.exits: dict[int, list[TruthEvent]] = {}
         self.deliveries: dict[str, DeliveryInfo | list[DeliveryInfo]] = {}
         self.copies: dict[str, str] = {}
@@ -296,22 +300,27 @@ class EvidenceBuilder:
         first_known = next(filter(_USER_ID, events), None)
         user_id = (first_known.user_id or "") if first_known is not None else ""
         identified_ms = first_known.timestamp_ms if first_known is not None else None
-        kinds_names = set(map(_KIND_NAME, events))
-        names = {name for kind, name in kinds_names if kind is _TRACK}
+        kinds = list(map(_KIND, events))
+        names = set(compress(map(_NAME, events), map(is_, kinds, repeat(_TRACK))))
         has_track = bool(names)
-        if any(kind is _IDENTIFY for kind, _ in kinds_names):
+        if _IDENTIFY in kinds:
             names.add("identified")
         relevant = self._relevant.intersection(names)
         if relevant:
+            tracked = [
+                event
+                for event in compress(events, map(relevant.__contains__, map(_NAME, events)))
+                if event.type is _TRACK
+            ]
+            # Times only, indexed in C: no record per product view.
+            self.truth_ms.update(zip(map(_ID, tracked), map(_TIMESTAMP, tracked), strict=True))
             exit_names = self._exit_names
-            truth_events = self.truth_events
-            for event in compress(events, map(relevant.__contains__, map(_NAME, events))):
-                if event.type is not _TRACK:
-                    continue
-                truth_event = TruthEvent(event.id, shopper, event.name, event.timestamp_ms)
-                truth_events[event.id] = truth_event
-                if event.name in exit_names:
-                    self.exits.setdefault(shopper, []).append(truth_event)
+            if not exit_names.isdisjoint(relevant):
+                for event in tracked:
+                    if event.name in exit_names:
+                        truth_event = TruthEvent(event.id, shopper, event.name, event.timestamp_ms)
+                        self.exit_events[event.id] = truth_event
+                        self.exits.setdefault(shopper, []).append(truth_event)
         if has_track and self._expect is not None:
             self._expect.add_life(life)
         self.person_shopper[life.person.user_id] = shopper
@@ -568,7 +577,8 @@ class EvidenceBuilder:
             delivered=delivered,
             shoppers=self.shoppers,
             person_shopper=self.person_shopper,
-            truth_events=self.truth_events,
+            truth_ms=self.truth_ms,
+            exit_events=self.exit_events,
             exits=self.exits,
             deliveries=self.deliveries,
             copies=self.copies,
