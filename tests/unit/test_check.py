@@ -357,6 +357,7 @@ def test_platform_disagreement_within_one_request_clock_is_attributed_to_the_bat
         "late_purchase_events.yaml",
         "never_identified.yaml",
         "d2c_cart_recovery.yaml:and_not",
+        "d2c_cart_recovery.yaml:off_plan",
     ],
 )
 @pytest.mark.parametrize("chunk", [1, 7, 4096])
@@ -380,6 +381,16 @@ def test_chunked_deliveries_give_the_same_evidence_as_one_at_a_time(monkeypatch,
         )
         text = text.replace("exit_on: [Added to Cart, Order Completed]", "exit_on: [Order Completed]")
         path = tmp_path / "and_not.yaml"
+        path.write_text(text)
+    if name.endswith(":off_plan"):
+        # Truth events that break the tracking plan: a plain delivery is counted by its truth
+        # event's verdict (judged when the life was recorded), a faulted one on its own.
+        text = path.read_text().replace(
+            "tracking_plan: default ",
+            "tracking_plan: {extends: default, events: {Product Viewed: {properties: "
+            "{product_id: integer, coupon: string}}}, page: {path: integer}} ",
+        )
+        path = tmp_path / "off_plan.yaml"
         path.write_text(text)
     sc = load_scenario(path)
     if name.endswith(":and_not"):
@@ -408,6 +419,22 @@ def test_chunked_deliveries_give_the_same_evidence_as_one_at_a_time(monkeypatch,
             a, b = sorted(a), sorted(b)  # aggregates: order within a chunk is not kept
         assert a == b, f.name
     assert one.delivered and one.counts["delivered"] > 0
+    if name.endswith(":off_plan"):
+        viewed = {
+            d.event.id
+            for d in plan
+            if d.event.name == "Product Viewed"
+            and d.event.type is CallType.TRACK
+            and not (d.dropped or d.oversize)
+        }
+        kinds = {
+            (v.type, v.field_path): v.count for v in one.violations.values() if v.event == "Product Viewed"
+        }
+        assert kinds[("Datatype", "properties.product_id")] == len(viewed) > 0  # every one
+        assert 0 < kinds[("Required", "properties.coupon")] < len(viewed)  # some views have a coupon
+        assert any(
+            v.type == "Datatype" and v.field_path == "properties.path" for v in one.violations.values()
+        )
     # Anonymous events are kept only for shoppers who identify in truth: none that could merge
     # (its anonymous id named by a delivered identify, sent no later than it) is left out.
     could_merge, first = set(), set()
