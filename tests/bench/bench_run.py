@@ -21,12 +21,18 @@ shoppers for the checker, default 8000 ≈ 52k events), ``SHOPSIM_BENCH_COPIES``
 large stream, default 20 ≈ 1.04M events; the small one uses a tenth).
 
 Everything is timed under :func:`generator.pipeline.tuned_gc` (what ``shopsim run`` uses).
+
+The checker alone is timed ``CHECKER_REPEATS`` times on each stream and the least CPU time is
+its figure (every time is kept in ``checker_runs_cpu_s``): as with ``timeit``, the least is the
+code's cost with the least interference. On this shared VM the same code on the same input
+measured anywhere from 9.2 to 13.7 CPU-s within an hour, following the calibration loop.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +44,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "d2c_cart_recovery.yaml"
+CHECKER_REPEATS = 3
 
 
 def _calibrate() -> float:
@@ -211,6 +218,7 @@ def _evaluate(
     from generator.pipeline import retain
 
     clock = time.process_time
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     t0 = clock()
     builder = EvidenceBuilder(scenario, expectations=expectations is None)
     for life in lives:
@@ -236,6 +244,7 @@ def _evaluate(
     )
     result = run_checks(ctx)
     t4 = clock()
+    after = resource.getrusage(resource.RUSAGE_SELF)
     events = sum(len(life.events) for life in lives)
     return {
         "events": events,
@@ -244,6 +253,11 @@ def _evaluate(
         "observations_s": round(t3 - t2, 3),
         "checks_s": round(t4 - t3, 3),
         "total_cpu_s": round(t4 - t0, 3),
+        # Kernel time is mostly first touches of memory: ~15 µs per page fault on this VM when
+        # the pages are fresh to it (the host backs them then), ~1 µs once they were used.
+        "user_s": round(after.ru_utime - usage.ru_utime, 3),
+        "sys_s": round(after.ru_stime - usage.ru_stime, 3),
+        "page_faults": after.ru_minflt - usage.ru_minflt,
         "us_per_event": round(1e6 * (t4 - t0) / max(events, 1), 2),
         "crashed_checks": [c.name for c in result.checks if c.crashed],
         "suppression_violations": result.metrics.get("suppression_violations"),
@@ -261,7 +275,8 @@ def _time_checker(
       stage: truth engine per shopper, delivered engine per delivery);
     - ``checker``: everything else the evaluation does, given those expectations — attribution
       indexes, tracking-plan conformance and histograms of the deliveries, reading the
-      emulator export, the ledger join and every check (DESIGN.md's ``check`` stage);
+      emulator export, the ledger join and every check (DESIGN.md's ``check`` stage); the least
+      of ``CHECKER_REPEATS`` timings, all of them in ``checker_runs_cpu_s``;
     - ``combined``: both in one pass, as ``shopsim run`` does them.
     """
     from generator.expect import ExpectationBuilder
@@ -278,8 +293,11 @@ def _time_checker(
         expect.add_delivery(delivery)
     expectations = expect.finish()
     expect_s = clock() - t0
-    checker = _evaluate(scenario, lives, plan, lines, ledger_path, expectations)
-    assert checker["expectations"] == combined["expectations"]
+    runs = [
+        _evaluate(scenario, lives, plan, lines, ledger_path, expectations) for _ in range(CHECKER_REPEATS)
+    ]
+    checker = min(runs, key=lambda r: float(r["total_cpu_s"]))
+    assert all(r["expectations"] == combined["expectations"] for r in runs)
     events = combined["events"]
     return {
         "events": events,
@@ -289,6 +307,7 @@ def _time_checker(
         "expectations_cpu_s": round(expect_s, 3),
         "combined": combined,
         "checker_cpu_s": checker["total_cpu_s"],
+        "checker_runs_cpu_s": [r["total_cpu_s"] for r in runs],
         "combined_cpu_s": combined["total_cpu_s"],
         "crashed_checks": combined["crashed_checks"],
     }
