@@ -15,7 +15,7 @@ takes the next. Each HTTP call is one Locust request:
 
 Users keep no cookie jar unless ``--keep-cookies`` is given: the Track and Pipelines APIs
 authenticate every request by header and set no cookies, and offering a jar each request and
-parsing each response into it cost about a tenth of a request's client CPU (the load generator's
+parsing each response into it cost 7-9% of a request's client CPU (the load generator's
 own CPU is what limits how much load one core offers).
 """
 
