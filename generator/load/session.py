@@ -454,6 +454,12 @@ class LoadSession:
             self._headers[content_type] = headers
         return headers
 
+    def _request_headers(self, content_type: str, clock_ms: int) -> Mapping[str, str]:
+        """An attempt's headers: auth and content type, and on the scaled clock the simulated
+        instant it is sent at (``clock_ms``) for a virtual-clock target."""
+        headers = self._headers.get(content_type) or self._headers_for(content_type)
+        return {**headers, CLOCK_HEADER: str(clock_ms)} if self._scaled else headers
+
     def _send(self, job: ShopperJob, planned: PlannedSend, send: SendFn, arrival_ms: int) -> None:
         """Send one planned send (one request, or several if a batch had to be split).
 
@@ -482,9 +488,7 @@ class LoadSession:
                 self._attempt(job, planned.name, request, body, [token], send, arrival_ms)
                 settled = True
                 return
-            headers = self._headers.get(request.content_type) or self._headers_for(request.content_type)
-            if self._scaled:
-                headers = {**headers, CLOCK_HEADER: str(arrival_ms)}
+            headers = self._request_headers(request.content_type, arrival_ms)
             context = {"event_id": request.event_ids[0], "shopper": job.shopper, "events": 1}
             verdict = send(request, planned.name, context, headers, body)
             if verdict.ok and not verdict.rejected:
@@ -569,18 +573,15 @@ class LoadSession:
                 ledger.settle(token, State.REJECTED, reason=OVERSIZE_REASON)
             return
         context = {"event_id": request.event_ids[0], "shopper": job.shopper, "events": len(carried)}
-        base = self._headers.get(request.content_type) or self._headers_for(request.content_type)
-        scaled = self._scaled
         attempt = 0
         verdict = first
         while True:
             attempt += 1
             if verdict is None:
-                headers = base
-                if scaled:
-                    clock = arrival_ms if attempt == 1 else self.scaled_now_ms()
-                    headers = {**base, CLOCK_HEADER: str(clock)}
-                verdict = send(request, name, context, headers, body)
+                clock_ms = arrival_ms if attempt == 1 else self.scaled_now_ms()
+                verdict = send(
+                    request, name, context, self._request_headers(request.content_type, clock_ms), body
+                )
             status = verdict.status
             if verdict.ok and not verdict.rejected:  # the common case: every item acknowledged
                 ledger.count_attempt(retry=attempt > 1)
