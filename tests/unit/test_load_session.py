@@ -295,3 +295,30 @@ def test_deferred_acknowledgements_keep_the_ledger_in_settlement_order():
     assert [orjson.loads(line)["event_id"] for line in outputs[1].splitlines()] == [
         d.event.id for d in deliveries
     ]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_scaled_clock_stamps_every_attempt_and_only_that_clock_does(tmp_path, batch):
+    # A virtual-clock target reads each request's simulated send instant from X-Shopsim-Clock:
+    # the planned arrival on a first attempt, the scaled now (never earlier) on a retry.
+    from generator.load.session import CLOCK_HEADER
+
+    for clock in ("scaled", "wall"):
+        config = SessionConfig(speed=1e6, clock=clock, retries=1, backoff_s=0.0, flush_every_s=0.01)
+        target = Target(statuses=(503, 200))  # one user: every request fails once, then passes
+        session, _, rows, _ = run_session(
+            tmp_path / clock, jobs(2, speed=1e6, batch=batch), target, users=1, config=config
+        )
+        assert session.ledger.counts.settled == session.ledger.counts.planned
+        headers = [h for _, _, _, h in target.requests]
+        assert all(h["Content-Type"] == "application/json" and "Authorization" in h for h in headers)
+        if clock == "wall":
+            assert not any(CLOCK_HEADER in h for h in headers)
+            continue
+        assert all(r["attempts"] == 2 for r in rows if r["state"] == "acknowledged")
+        arrivals = {r["event_id"]: r["arrival_ms"] for r in rows}
+        for first, retry in zip(target.requests[::2], target.requests[1::2], strict=True):
+            assert first[0].event_ids == retry[0].event_ids
+            planned = arrivals[first[0].event_ids[0]]
+            assert int(first[3][CLOCK_HEADER]) == planned
+            assert int(retry[3][CLOCK_HEADER]) >= planned
