@@ -25,11 +25,11 @@ shorter run.
    between two runs minutes apart), so each round also runs them **side by side** on the
    client core (:func:`_side_by_side`; two bare clients measured this way agree within 1%):
    ``cpu.harness_ratio_side_by_side`` is the steadiest figure of the harness's own cost, but
-   not an unbiased one: sharing a core cost the bare client more (+31-37% CPU per request
-   against its run alone, in two rounds of one run) than shopsim (+8-12%), so it reads higher
-   than the ratio of the two clients each alone on the core (``cpu.harness_ratio_by_cpu``,
-   noisier). Read it for before/after comparisons of the harness, both sides measured the same
-   way.
+   not proven neutral between two different clients: in one run sharing the core cost the bare
+   client more (+31-37% CPU per request against its run alone) than shopsim (+8-12%), in the
+   next the two measures agreed. Read it next to the ratio of the two clients each alone on
+   the core (``cpu.harness_ratio_by_cpu``, noisier), and for before/after comparisons of the
+   harness, both sides measured the same way.
    shopsim's users keep no cookie jar (the bare ``FastHttpUser`` does); the same measure with
    ``--keep-cookies`` is ``cpu.harness_ratio_side_by_side_keep_cookies``.
 2. **Batching.** Events/s with Pipelines ``/v1/batch`` (``--batch-size 50``, window 1 day so a
