@@ -190,8 +190,9 @@ class Evidence:
     shoppers: dict[int, ShopperTruth]
     person_shopper: dict[str, int]
     truth_ms: dict[str, int]
-    """Truth id → event time of every truth track event of a name a campaign triggers or exits on
-    (a plain int per id: a third of a cart-recovery run's events are product views)."""
+    """Truth id → event time of the truth track events of a name a campaign triggers or exits on,
+    of shoppers with an exit event (the suppression check's trigger times; a plain int per id:
+    a third of a cart-recovery run's events are product views)."""
     exit_events: dict[str, TruthEvent]
     """Truth id → truth exit event (any campaign's ``exit_on``)."""
     exits: dict[int, list[TruthEvent]]
@@ -305,8 +306,12 @@ class EvidenceBuilder:
         has_track = bool(names)
         if _IDENTIFY in kinds:
             names.add("identified")
-        relevant = self._relevant.intersection(names)
-        if relevant:
+        exit_names = self._exit_names
+        if not exit_names.isdisjoint(names):
+            # Only a shopper with an exit event can be sent a message after exiting, so only
+            # such a shopper's trigger times are kept (fewer than half the shoppers of a
+            # cart-recovery run).
+            relevant = self._relevant.intersection(names)
             tracked = [
                 event
                 for event in compress(events, map(relevant.__contains__, map(_NAME, events)))
@@ -314,13 +319,11 @@ class EvidenceBuilder:
             ]
             # Times only, indexed in C: no record per product view.
             self.truth_ms.update(zip(map(_ID, tracked), map(_TIMESTAMP, tracked), strict=True))
-            exit_names = self._exit_names
-            if not exit_names.isdisjoint(relevant):
-                for event in tracked:
-                    if event.name in exit_names:
-                        truth_event = TruthEvent(event.id, shopper, event.name, event.timestamp_ms)
-                        self.exit_events[event.id] = truth_event
-                        self.exits.setdefault(shopper, []).append(truth_event)
+            for event in tracked:
+                if event.name in exit_names:
+                    truth_event = TruthEvent(event.id, shopper, event.name, event.timestamp_ms)
+                    self.exit_events[event.id] = truth_event
+                    self.exits.setdefault(shopper, []).append(truth_event)
         if has_track and self._expect is not None:
             self._expect.add_life(life)
         self.person_shopper[life.person.user_id] = shopper
