@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 
 from generator.events import Observation, ObservationKind
@@ -28,6 +29,11 @@ class Journey(NamedTuple):
     at_ms: int
     reason: str = ""
     exit_event_id: str = ""
+
+
+_new_journey = partial(tuple.__new__, Journey)
+"""``_new_journey(fields)``: a Journey from a tuple of all its fields, without the Python-level
+``__new__`` a named tuple's constructor runs."""
 
 
 @dataclass(slots=True)
@@ -79,6 +85,17 @@ class Observed:
         sends, entries, exits, drops, skips = out.sends, out.entries, out.exits, out.drops, out.skips
         n = 0
         event_kind = ObservationKind.EVENT
+        profile_kind = ObservationKind.PROFILE
+        exit_kind = ObservationKind.EXIT
+        # A journey step per export journey record or two (the most observations of a big run
+        # after the events): the step's list found by kind, the record built C-level.
+        steps = {
+            ObservationKind.SEND: sends.append,
+            ObservationKind.ENTRY: entries.append,
+            exit_kind: exits.append,
+            ObservationKind.DROP: drops.append,
+            ObservationKind.SKIP: skips.append,
+        }
         for obs in observations:
             n += 1
             kind = obs.kind
@@ -87,26 +104,12 @@ class Observed:
                     events[obs.event_id] = obs.person
                     outcomes[obs.event_id] = obs.reason
                 continue
-            if kind is ObservationKind.PROFILE:
+            if kind is profile_kind:
                 out.profiles[obs.person] = tuple(obs.data.get("anonymous_ids") or ())
                 continue
-            journey = Journey(
-                obs.campaign,
-                obs.person,
-                obs.event_id,
-                obs.at_ms,
-                obs.reason,
-                str(obs.data.get("exit_event_id") or "") if kind is ObservationKind.EXIT else "",
-            )
-            if kind is ObservationKind.SEND:
-                sends.append(journey)
-            elif kind is ObservationKind.ENTRY:
-                entries.append(journey)
-            elif kind is ObservationKind.EXIT:
-                exits.append(journey)
-            elif kind is ObservationKind.DROP:
-                drops.append(journey)
-            elif kind is ObservationKind.SKIP:
-                skips.append(journey)
+            add = steps.get(kind)
+            if add is not None:
+                exit_id = str(obs.data.get("exit_event_id") or "") if kind is exit_kind else ""
+                add(_new_journey((obs.campaign, obs.person, obs.event_id, obs.at_ms, obs.reason, exit_id)))
         out.count = n + prebuilt
         return out
