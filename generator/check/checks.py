@@ -59,7 +59,7 @@ def trigger_recall(ctx: CheckContext, out: Collector) -> None:
         missed[exp.campaign] = missed.get(exp.campaign, 0) + 1
         campaign = ev.scenario.campaigns[exp.campaign]
         name = campaign.trigger.event_name
-        delivered = ctx.delivered_by_trigger.get((exp.campaign, exp.trigger_event_id))
+        delivered = ctx.delivered_by_trigger.get(exp.campaign, exp.trigger_event_id)
         reason = delivered.reason if delivered is not None and delivered.outcome is _NO_SEND else ""
         cause = attribution.missed(ev, name, exp.trigger_event_id, exp.shopper, campaign.delay, reason)
         out.fail(
@@ -143,7 +143,7 @@ def false_triggers(ctx: CheckContext, out: Collector) -> None:
         send = verdict.send
         per[send.campaign] = per.get(send.campaign, 0) + 1
         cause = attribution.extra(ev, send.trigger_event_id, verdict.truth_id)
-        truth = ctx.truth_by_trigger.get((send.campaign, verdict.truth_id))
+        truth = ctx.truth_by_trigger.get(send.campaign, verdict.truth_id)
         why = f"the truth says no ({truth.reason})" if truth is not None else "no truth trigger matches"
         out.fail(
             Failure(
@@ -443,7 +443,7 @@ def platform_rules(ctx: CheckContext, out: Collector) -> None:
                 expected[key] = True
                 per_hit[send.campaign] = per_hit.get(send.campaign, 0) + 1
             continue
-        rule = ctx.delivered_by_trigger.get(key)
+        rule = ctx.delivered_by_trigger.get(send.campaign, send.trigger_event_id)
         why = (
             f"platform rules say no ({rule.reason})" if rule is not None else "no delivered event triggers it"
         )

@@ -578,3 +578,29 @@ def test_anonymous_events_rebuild_every_record_they_were_given():
     ]
     bulk.extend_plain(events, [i.arrival_ms for i in plain])
     assert list(bulk) == plain
+
+
+def test_trigger_index_keys_on_campaign_and_trigger_and_keeps_the_last_of_a_key():
+    from generator.check.context import TriggerIndex
+    from generator.events import Expectation
+
+    def exp(campaign: str, trigger: str, reason: str) -> Expectation:
+        return Expectation(
+            basis="truth",
+            campaign=campaign,
+            person="p",
+            shopper=1,
+            outcome=Outcome.NO_SEND,
+            trigger_event_id=trigger,
+            trigger_ms=0,
+            reason=reason,
+        )
+
+    first, shared, last = exp("cart", "E1", "first"), exp("browse", "E1", "shared"), exp("cart", "E1", "last")
+    index = TriggerIndex([first, shared, exp("cart", "E2", "other"), last])
+    assert index.get("cart", "E1") is last  # a later expectation of a key wins, as in a dict
+    assert index.get("browse", "E1") is shared  # the same trigger in another campaign is its own key
+    other = index.get("cart", "E2")
+    assert other is not None and other.reason == "other"
+    assert index.get("browse", "E2") is None and index.get("winback", "E1") is None
+    assert TriggerIndex([]).get("cart", "E1") is None
