@@ -51,9 +51,9 @@ def trigger_recall(ctx: CheckContext, out: Collector) -> None:
     ev = ctx.evidence
     pairing = ctx.pairing
     expected: dict[str, int] = dict.fromkeys(ev.scenario.campaigns, 0)
-    for exp in ev.truth:
-        if exp.outcome is _SEND:
-            expected[exp.campaign] = expected.get(exp.campaign, 0) + 1
+    for (campaign_name, outcome, _), n in ctx.truth_outcomes.items():
+        if outcome is _SEND:
+            expected[campaign_name] = expected.get(campaign_name, 0) + n
     missed: dict[str, int] = {}
     for exp in pairing.missed:
         missed[exp.campaign] = missed.get(exp.campaign, 0) + 1
@@ -215,10 +215,10 @@ def unaddressable_intent(ctx: CheckContext, out: Collector) -> None:
     be messaged: never identified, or their identify never reached the target. Behaviour triggers
     (browsing) are interest, not intent, and are not counted."""
     ev = ctx.evidence
-    campaigns = ev.scenario.campaigns
+    event_triggered = {name for name, c in ev.scenario.campaigns.items() if c.trigger.behavior is None}
     intent: dict[int, tuple[str, str]] = {}
     for exp in ev.truth:
-        if exp.shopper in intent or campaigns[exp.campaign].trigger.behavior is not None:
+        if exp.campaign not in event_triggered or exp.shopper in intent:
             continue
         lost_identity = exp.outcome is _SEND and exp.shopper not in ev.identified_shoppers
         if exp.reason == "unaddressable" or lost_identity:
@@ -508,18 +508,18 @@ def campaign_outcomes(ctx: CheckContext, out: Collector) -> None:
         }
         for name in ev.scenario.campaigns
     }
-    for exp in ev.truth:
-        row = rows.setdefault(exp.campaign, {})
-        if exp.outcome is _SEND:
-            row["truth_send"] = row.get("truth_send", 0) + 1
-        elif exp.reason in ("purchased", "exited"):
-            row["truth_suppressed"] = row.get("truth_suppressed", 0) + 1
-        elif exp.reason == "unaddressable":
-            row["truth_unaddressable"] = row.get("truth_unaddressable", 0) + 1
-    for exp in ev.delivered:
-        if exp.outcome is _SEND:
-            row = rows.setdefault(exp.campaign, {})
-            row["delivered_send"] = row.get("delivered_send", 0) + 1
+    for (campaign_name, outcome, reason), n in ctx.truth_outcomes.items():
+        row = rows.setdefault(campaign_name, {})
+        if outcome is _SEND:
+            row["truth_send"] = row.get("truth_send", 0) + n
+        elif reason in ("purchased", "exited"):
+            row["truth_suppressed"] = row.get("truth_suppressed", 0) + n
+        elif reason == "unaddressable":
+            row["truth_unaddressable"] = row.get("truth_unaddressable", 0) + n
+    for (campaign_name, outcome, _), n in ctx.delivered_outcomes.items():
+        if outcome is _SEND:
+            row = rows.setdefault(campaign_name, {})
+            row["delivered_send"] = row.get("delivered_send", 0) + n
     observed = ctx.observed
     for kind, journeys in (
         ("entered", observed.entries),

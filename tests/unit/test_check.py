@@ -604,3 +604,33 @@ def test_trigger_index_keys_on_campaign_and_trigger_and_keeps_the_last_of_a_key(
     assert other is not None and other.reason == "other"
     assert index.get("browse", "E2") is None and index.get("winback", "E1") is None
     assert TriggerIndex([]).get("cart", "E1") is None
+
+
+def test_campaign_outcome_table_counts_each_basis_and_what_was_observed():
+    ident0, c0 = cart_abandoner(0, "u1")
+    ident1, c1 = cart_abandoner(1, "u2")
+    o1 = order(20 * MIN, user="u2", shopper=1, id="O1")
+    c2 = cart(0, anon="anon2", shopper=2, id="C2")
+    ident3, c3 = cart_abandoner(3, "u4")
+    lives = [
+        life(0, [ident0, c0], user="u1"),
+        life(1, [ident1, c1, o1], user="u2"),
+        life(2, [c2], user="u3"),
+        life(3, [ident3, c3], user="u4"),
+    ]
+    plan = [delivered(e) for e in (ident0, c0, ident1, c1, o1, c2, ident3, c3)]
+    observations = [entry("u1", "C0", MIN), send("u1", "C0", MIN + HOUR), entry("u2", "C1", MIN)]
+    result = check(lives, plan, observations, names=["campaign_outcomes"])
+    assert result.details["campaigns"]["cart_recovery"] == {
+        "truth_send": 2,  # the abandoners (one of them never sent to)
+        "truth_suppressed": 1,  # the buyer
+        "truth_unaddressable": 1,  # the shopper who never gave an email
+        "delivered_send": 2,
+        "entered": 2,
+        "sent": 1,
+        "exited": 0,
+        "ok": 1,
+        "violation": 0,
+        "duplicate": 0,
+        "false": 0,
+    }
