@@ -22,8 +22,6 @@ from generator.events import Expectation, Outcome
 _SEND = Outcome.SEND  # enum members cost ~90 ns a lookup on CPython 3.11: loops use this
 _CAMPAIGN = attrgetter("campaign")
 _TRIGGER_ID = attrgetter("trigger_event_id")
-
-
 _OUTCOME_KEY = attrgetter("campaign", "outcome", "reason")
 
 
