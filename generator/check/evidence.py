@@ -463,7 +463,7 @@ class EvidenceBuilder:
         identify. Those are deduplicated, fed to the campaign rules (names the rules read) and
         indexed for attribution (campaign trigger and exit names) one by one, in arrival order,
         as :meth:`add_delivery` does; their aggregates — arrival hours, latencies, known people,
-        merge-completeness records of other anonymous events, tracking-plan conformance — are
+        merge-completeness records of anonymous events, tracking-plan conformance — are
         taken a chunk at a time with C-level passes (map, zip, set and array operations). Every
         other delivery takes the full :meth:`add_delivery` path in its turn. Known people reach
         the rules at the end of the chunk: only a later merge reads them.
@@ -476,10 +476,8 @@ class EvidenceBuilder:
         deliveries = self.deliveries
         relevant = self._relevant
         rule_names = self._rule_names
-        identifying = self._identifying
         expect = self._expect
         plain: list[Delivery] = []
-        anonymous: list[Delivery] = []
         duplicates = 0
         for delivery in chunk:
             event = delivery.event
@@ -523,10 +521,6 @@ class EvidenceBuilder:
                 found = deliveries.setdefault(event_id, info)
                 if found is not info:
                     self._record_more(event_id, found, info)
-                if not event.user_id and event.anonymous_id and event.shopper in identifying:
-                    anonymous.append(delivery)
-        if anonymous:
-            self.anonymous.extend_plain(list(map(_EVENT, anonymous)), map(_ARRIVAL, anonymous))
         self._planned += len(plain) + duplicates  # add_delivery counted the others
         self.counts["duplicates"] += duplicates
         if plain:
@@ -547,17 +541,12 @@ class EvidenceBuilder:
             self.identified_shoppers.update(map(_SHOPPER, known))
             if self._expect is not None:
                 self._expect.know(map(_USER_ID, known))
-        # Merge completeness keeps the anonymous events that could merge (those of names a
-        # campaign reads were recorded in order above).
-        relevant = self._relevant
+        # Merge completeness keeps the anonymous events that could merge.
         identifying = self._identifying
         kept = [
             delivery
             for delivery, event in zip(plain, events, strict=True)
-            if not event.user_id
-            and event.anonymous_id
-            and event.shopper in identifying
-            and event.name not in relevant
+            if not event.user_id and event.anonymous_id and event.shopper in identifying
         ]
         if kept:
             self.anonymous.extend_plain(list(map(_EVENT, kept)), map(_ARRIVAL, kept))

@@ -457,7 +457,7 @@ class LoadSession:
     def _request_headers(self, content_type: str, clock_ms: int) -> Mapping[str, str]:
         """An attempt's headers: auth and content type, and on the scaled clock the simulated
         instant it is sent at (``clock_ms``) for a virtual-clock target."""
-        headers = self._headers.get(content_type) or self._headers_for(content_type)
+        headers = self._headers_for(content_type)
         return {**headers, CLOCK_HEADER: str(clock_ms)} if self._scaled else headers
 
     def _send(self, job: ShopperJob, planned: PlannedSend, send: SendFn, arrival_ms: int) -> None:
