@@ -220,6 +220,24 @@ def extra(ev: Evidence, delivered_id: str, truth_id: str) -> Cause:
     return UNEXPLAINED
 
 
+def identified_late(ev: Evidence, name: str, shopper: int, trigger_ms: int) -> Cause | None:
+    """Why the platform messaged someone the truth saw as unaddressable: they identified after
+    the ideal send time, and the platform still triggers on anonymous events merged within 72 h
+    of their timestamp (customerio.md §6). ``None`` if the shopper never identified in time for
+    that rule."""
+    truth = ev.shoppers.get(shopper)
+    if truth is None or truth.identified_ms is None:
+        return None
+    gap = truth.identified_ms - trigger_ms
+    if not 0 <= gap <= STALE_MS:
+        return None
+    return Cause(
+        "identified_late",
+        f"identified {human_ms(gap)} after an anonymous {name}: merged within 72 h, it still "
+        "triggered (platform rules), later than the campaign's delay",
+    )
+
+
 def unaddressable(ev: Evidence, shopper: int) -> Cause:
     """Why a shopper with intent cannot be messaged."""
     truth = ev.shoppers.get(shopper)

@@ -145,6 +145,13 @@ def false_triggers(ctx: CheckContext, out: Collector) -> None:
         cause = attribution.extra(ev, send.trigger_event_id, verdict.truth_id)
         truth = ctx.truth_by_trigger.get(send.campaign, verdict.truth_id)
         why = f"the truth says no ({truth.reason})" if truth is not None else "no truth trigger matches"
+        if cause is attribution.UNEXPLAINED and truth is not None and truth.reason == "unaddressable":
+            delivered = ctx.delivered_by_trigger.get(send.campaign, send.trigger_event_id)
+            if delivered is not None and delivered.outcome is _SEND:
+                # A correct platform sends here too: the disagreement is the merge rule's.
+                name = ev.scenario.campaigns[send.campaign].trigger.event_name
+                late = attribution.identified_late(ev, name, truth.shopper, truth.trigger_ms)
+                cause = late or cause
         out.fail(
             Failure(
                 check="false_triggers",

@@ -194,6 +194,37 @@ def test_send_with_no_trigger_is_a_false_trigger_and_a_platform_rule_breach():
     assert result.metrics["unexplained"] >= 2
 
 
+def test_send_after_a_late_identify_is_a_false_trigger_explained_by_the_merge_rule():
+    # Carted anonymously, identified 19 h later: the truth had nobody to message at the send
+    # time, but the platform triggers on merged events up to 72 h old, so it sends after the
+    # identify. Both bases are right; the cause says which rule made the difference.
+    c = cart(0, anon="anon0", id="C0")
+    ident = identify(19 * HOUR, "u1", "anon0", id="I0")
+    result = check(
+        [life(0, [c, ident], user="u1")],
+        [delivered(c), delivered(ident)],
+        [entry("u1", "C0", 19 * HOUR), send("u1", "C0", 20 * HOUR), seen("C0", "u1")],
+    )
+    assert result.metrics["false_triggers"] == 1
+    (false,) = result.failures_for("false_triggers")
+    assert false.cause_kind == "identified_late"
+    assert false.cause.startswith("identified 19 h after an anonymous Added to Cart: merged within 72 h")
+    assert result.metrics["delivered_recall"] == 1.0
+    assert result.metrics["unexplained"] == 0
+
+
+def test_a_send_to_someone_identified_beyond_72_hours_stays_unexplained():
+    c = cart(0, anon="anon0", id="C0")
+    ident = identify(80 * HOUR, "u1", "anon0", id="I0")
+    result = check(
+        [life(0, [c, ident], user="u1")],
+        [delivered(c), delivered(ident)],
+        [entry("u1", "C0", 80 * HOUR), send("u1", "C0", 81 * HOUR), seen("C0", "u1")],
+    )
+    (false,) = result.failures_for("false_triggers")
+    assert false.cause_kind == "unexplained"  # a correct platform would not have sent (stale)
+
+
 def test_never_identified_shopper_is_unaddressable_intent():
     c = cart(0, anon="anon0", id="C0")
     ident = identify(10 * MIN, "u1", "anon0", id="I0")
