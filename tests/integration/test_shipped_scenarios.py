@@ -1,4 +1,5 @@
-"""Every shipped scenario runs end to end on the embedded emulator (small shopper counts).
+"""Every shipped scenario runs end to end on the embedded emulator (small shopper counts), and
+passes its own thresholds as shipped (its own shopper count or duration and seed).
 
 The failure-mode scenarios must also pass their own thresholds at these counts: each proves
 its failure mode is detected and attributed (runs are deterministic per seed, so a pass here is
@@ -36,6 +37,18 @@ def test_shipped_scenario_runs_end_to_end(path: Path, tmp_path: Path) -> None:
     if path.stem in FAILURE_MODES:
         assert result.passed, result.explain()
         assert result.unexplained == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_shipped_thresholds_hold_at_the_shipped_size(path: Path, tmp_path: Path) -> None:
+    # What `shopsim run scenarios/x.yaml` does as shipped: its own shopper count or duration,
+    # its own seed. A threshold that only holds at small counts (a violation count that grows
+    # with the run) fails here.
+    result = run(path, results=tmp_path, quiet=True, write_data=False)
+    assert result.scenario.expect, f"{path.name} has no expect: thresholds"
+    assert result.passed, result.explain()
+    assert result.unexplained == 0, result.explain()
 
 
 def test_failure_mode_scenarios_are_shipped() -> None:
