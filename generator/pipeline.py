@@ -428,6 +428,7 @@ def run(
             # The virtual clock is exact (every batch item carries its own arrival), so no
             # disagreement may be excused as coarse request timing: it would hide a real bug.
             clock_tolerance_ms=0 if the_clock == "virtual" else DEFAULT_CLOCK_TOLERANCE_MS,
+            shoppers=shoppers,
         )
     finally:
         if receiver is not None:
@@ -468,11 +469,13 @@ def evaluate(
     console: Console | None = None,
     quiet: bool = False,
     clock_tolerance_ms: int = DEFAULT_CLOCK_TOLERANCE_MS,
+    shoppers: int | None = None,
 ) -> RunResult:
     """Checks, thresholds and reports for a run whose deliveries and observations are done.
 
     ``extra_metrics`` (e.g. Locust's ``p95_ms``, ``error_rate``) join the checked metrics before
-    thresholds are evaluated. Writes expectations.ndjson, summary.json, report.html, junit.xml.
+    thresholds are evaluated. ``shoppers`` is the run's ``--shoppers`` override (for the failures'
+    replay commands). Writes expectations.ndjson, summary.json, report.html, junit.xml.
     """
     timings = timings if timings is not None else {}
     retain()  # the evidence and the observations live until the reports are written
@@ -484,6 +487,7 @@ def evaluate(
         seed=seed,
         ledger_path=run_dir / "ledger.ndjson",
         clock_tolerance_ms=clock_tolerance_ms,
+        shoppers=shoppers,
     )
     result = run_checks(ctx)
     for key, value in (extra_metrics or {}).items():

@@ -97,11 +97,17 @@ class CheckContext:
     gives every batch item its own arrival), so no disagreement there should ever need it; it is
     kept for load runs, whose scaled clock stamps a request with its actual send instant."""
 
+    shoppers: int | None = None
+    """The run's ``--shoppers`` override, if any: its replay needs it too (the scenario's own
+    count or duration may end before a shopper of the bigger run arrives)."""
+
     def reproduce(self, shopper: int | None) -> str:
         """The command that replays one shopper of this run."""
         if shopper is None:
             return ""
-        return f"reproduce with: shopsim replay {self.scenario_path} --seed {self.seed} --shopper {shopper}"
+        count = f" --shoppers {self.shoppers}" if self.shoppers is not None else ""
+        command = f"shopsim replay {self.scenario_path} --seed {self.seed}{count} --shopper {shopper}"
+        return f"reproduce with: {command}"
 
     def shopper_of(self, person: str) -> int | None:
         return self.evidence.person_shopper.get(person)

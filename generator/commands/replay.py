@@ -1,4 +1,4 @@
-"""``shopsim replay SCENARIO [--seed S] --shopper K [--format table|json]``: one shopper's life.
+"""``shopsim replay SCENARIO [--seed S] [--shoppers N] --shopper K [--format table|json]``: a shopper.
 
 Shopper k depends only on ``(seed, k)``, so this reproduces exactly the shopper a report
 or a failing check names ("Reproduce with: shopsim replay ... --seed S --shopper K").
@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", metavar="SCENARIO", help="the scenario YAML file")
     parser.add_argument("--seed", type=_args.seed, help="the run's root seed (default: the scenario's seed)")
     parser.add_argument(
+        "--shoppers",
+        type=_args.positive_int,
+        metavar="N",
+        help="the run's --shoppers, if it had one (the scenario's own count or duration may end first)",
+    )
+    parser.add_argument(
         "--shopper",
         type=_args.non_negative_int,
         required=True,
@@ -64,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.scenario}: the scenario has no 'seed:', so replay needs --seed "
             "(use the seed printed by the run or recorded in results/<run-id>/run.json)"
         )
-    life = simulate_one(scenario, seed=seed, shopper=args.shopper)
+    life = simulate_one(scenario, seed=seed, shopper=args.shopper, shoppers=args.shoppers)
     if args.format == "json":
         sys.stdout.buffer.write(render_json(life, scenario=scenario.name, seed=seed) + b"\n")
         sys.stdout.flush()
         return 0
-    header = header_lines(life, scenario=args.scenario, seed=seed)
+    header = header_lines(life, scenario=args.scenario, seed=seed, shoppers=args.shoppers)
     rows = table_rows(life)
     if sys.stdout.isatty():
         _print_rich(header, rows)
@@ -94,7 +100,7 @@ def render_json(life: ShopperLife, *, scenario: str, seed: int) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
 
 
-def header_lines(life: ShopperLife, *, scenario: str, seed: int) -> list[str]:
+def header_lines(life: ShopperLife, *, scenario: str, seed: int, shoppers: int | None = None) -> list[str]:
     """What the table is about, and how to get it again."""
     person = life.person
     kind = "returning customer" if person.returning else "new visitor"
@@ -105,7 +111,9 @@ def header_lines(life: ShopperLife, *, scenario: str, seed: int) -> list[str]:
         f"arrived {_utc(life.start_ms)}",
         f"person {person.user_id} <{person.email}> {person.first_name} {person.last_name}",
         f"anonymous ids {', '.join(person.anonymous_ids)}",
-        f"reproduce with: shopsim replay {scenario} --seed {seed} --shopper {person.shopper}",
+        f"reproduce with: shopsim replay {scenario} --seed {seed}"
+        + (f" --shoppers {shoppers}" if shoppers is not None else "")
+        + f" --shopper {person.shopper}",
     ]
 
 

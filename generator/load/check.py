@@ -179,6 +179,7 @@ def check_load(
         thresholds=thresholds,
         ledger_counts=ledger_counts,
         extra_metrics=extra_metrics,
+        shoppers=shoppers,
     )
     check = result.check
     examples = [

@@ -57,20 +57,26 @@ def simulate(
         yield from life.events
 
 
-def simulate_one(scenario: Scenario, *, seed: int, shopper: int) -> ShopperLife:
-    """Shopper ``shopper``'s life alone (for ``shopsim replay`` and "reproduce with" lines).
+def simulate_one(scenario: Scenario, *, seed: int, shopper: int, shoppers: int | None = None) -> ShopperLife:
+    """Shopper ``shopper``'s life alone (for ``shopsim replay`` and "reproduce with" lines);
+    ``shoppers`` overrides the scenario's count as in :func:`simulate_shoppers`.
 
-    Raises :class:`ShopsimError` when the scenario's shopper count or duration ends the run
-    before shopper ``shopper`` arrives.
+    Raises :class:`ShopsimError` when the shopper count or duration ends the run before shopper
+    ``shopper`` arrives.
     """
     if shopper < 0:
         raise ShopsimError(f"--shopper must be 0 or more, got {shopper}")
-    for k, start_ms in enumerate(arrival_times(scenario, seed=seed)):
+    for k, start_ms in enumerate(arrival_times(scenario, seed=seed, shoppers=shoppers)):
         if k == shopper:
             return walk(Compiled(scenario, seed=seed), k, start_ms)
+    if shoppers is not None:
+        raise ShopsimError(
+            f"--shopper {shopper}: a run of --shoppers {shoppers} has shoppers 0 to {shoppers - 1}"
+        )
     raise ShopsimError(
         f"--shopper {shopper}: scenario {scenario.name!r} with seed {seed} has no such shopper "
-        "(its 'shoppers'/'duration' end the run before that shopper arrives)"
+        "(its 'shoppers'/'duration' end the run before that shopper arrives; "
+        "a run with --shoppers N needs the same --shoppers N here)"
     )
 
 

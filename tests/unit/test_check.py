@@ -122,6 +122,16 @@ def test_late_purchase_is_a_suppression_violation_attributed_to_latency():
     assert result.metrics["suppression_violation_rate[cart_recovery]"] == 1.0
 
 
+def test_reproduce_lines_of_a_run_with_more_shoppers_carry_its_count():
+    evidence = EvidenceBuilder(scenario()).finish()
+    observed = Observed.build([], source="export", complete_events=True, comparable_times=True)
+    ctx = CheckContext(evidence=evidence, observed=observed, scenario_path="s.yaml", seed=9, shoppers=5000)
+    assert (
+        ctx.reproduce(4321) == "reproduce with: shopsim replay s.yaml --seed 9 --shoppers 5000 --shopper 4321"
+    )
+    assert ctx.reproduce(None) == ""
+
+
 def test_suppression_violation_rate_of_no_sends_is_zero_with_a_note():
     result = check([], [], [])
     assert result.metrics["suppression_violation_rate"] == 0.0

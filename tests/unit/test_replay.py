@@ -67,6 +67,22 @@ def test_shopper_beyond_the_run_is_a_clear_error(capsys):
     assert "--shopper 5000" in err and "Traceback" not in err
 
 
+def test_a_shopper_of_a_bigger_run_replays_with_its_shoppers(capsys):
+    # `shopsim run --shoppers 5000` has shoppers the scenario's own count does not reach: its
+    # reproduce lines carry --shoppers, and replay then finds the same shopper.
+    scenario = load_scenario(D2C)
+    assert scenario.shoppers is not None and scenario.shoppers < 4001
+    life = next(life for life in simulate_shoppers(scenario, seed=42, shoppers=5000, shard=(4000, 4001)))
+    code, out, err = _replay(capsys, str(D2C), "--shoppers", "5000", "--shopper", "4000", "--format", "json")
+    assert code == 0, err
+    doc = orjson.loads(out)
+    assert doc["shopper"] == 4000 and [e["id"] for e in doc["events"]] == [e.id for e in life.events]
+    code, out, _ = _replay(capsys, str(D2C), "--shoppers", "5000", "--shopper", "4000")
+    assert f"reproduce with: shopsim replay {D2C} --seed 42 --shoppers 5000 --shopper 4000" in out
+    code, _, err = _replay(capsys, str(D2C), "--shoppers", "5000", "--shopper", "5000")
+    assert code == 2 and "shoppers 0 to 4999" in err
+
+
 @pytest.mark.parametrize(
     "flags", [["--seed", "-1", "--shopper", "1"], ["--shopper", "-1"], ["--shopper", "x"]]
 )
