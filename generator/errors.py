@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+COMMAND_LINE = "<command line>"
+"""The ``file`` of a :class:`Problem` in a value given on the command line (``--seed``, ``--expect``)."""
+
 
 class ShopsimError(Exception):
     """Root of every error shopsim raises on purpose."""
@@ -47,16 +50,22 @@ class ScenarioError(ShopsimError):
 
     def __init__(self, problems: list[Problem] | Problem | str) -> None:
         if isinstance(problems, str):
-            problems = [Problem(file="<command line>", line=0, column=0, path="", message=problems)]
+            problems = [Problem(file=COMMAND_LINE, line=0, column=0, path="", message=problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems: list[Problem] = problems
         super().__init__(self.render())
 
     def render(self) -> str:
+        """One line for one problem (``invalid scenario: file:line:col: path: message``, or
+        ``invalid command line: ...`` for a flag's value), else a head line and one per problem."""
         count = len(self.problems)
-        head = "invalid scenario" if count == 1 else f"invalid scenario ({count} problems)"
-        return head + ":\n" + "\n".join("  " + p.render() for p in self.problems)
+        if count == 1:
+            (problem,) = self.problems
+            if problem.file == COMMAND_LINE:
+                return "invalid command line: " + problem.render().removeprefix(COMMAND_LINE + ": ")
+            return "invalid scenario: " + problem.render()
+        return f"invalid scenario ({count} problems):\n" + "\n".join("  " + p.render() for p in self.problems)
 
 
 class DeliveryError(ShopsimError):

@@ -258,7 +258,7 @@ def run(
     model = load_scenario(scenario_path)
     if shoppers is not None and shoppers < 1:
         raise ScenarioError(f"--shoppers must be at least 1, got {shoppers}")
-    thresholds = [*model.expect, *parse_thresholds(expect)]
+    thresholds = [*model.expect, *parse_thresholds(expect, campaigns=model.campaigns)]
     root_seed = resolve_seed(seed, model)
     embedded = target is None
     the_clock: Clock = clock or ("virtual" if embedded else "wall")

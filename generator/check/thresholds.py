@@ -14,17 +14,27 @@ from pydantic import ValidationError
 from generator.check.model import ThresholdResult
 from generator.errors import ScenarioError
 from generator.scenario.model import Threshold
+from generator.scenario.rules import scope_problem
 
 
-def parse_thresholds(texts: Iterable[str], *, flag: str = "--expect") -> list[Threshold]:
-    """Parse command-line thresholds; a bad one raises :class:`ScenarioError` naming the flag and text."""
+def parse_thresholds(
+    texts: Iterable[str], *, flag: str = "--expect", campaigns: Iterable[str] | None = None
+) -> list[Threshold]:
+    """Parse command-line thresholds; a bad one raises :class:`ScenarioError` naming the flag and
+    text. With ``campaigns`` (the scenario's), a ``[scope]`` must name one of them, as in the
+    scenario's own ``expect:``, so a typo fails before the run rather than after it."""
     out: list[Threshold] = []
+    names = None if campaigns is None else list(campaigns)
     for text in texts:
         try:
-            out.append(Threshold.model_validate(text))
+            threshold = Threshold.model_validate(text)
         except ValidationError as exc:
             message = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
             raise ScenarioError(f"{flag} {text!r}: {message}") from None
+        wrong = None if names is None else scope_problem(threshold, names)
+        if wrong is not None:
+            raise ScenarioError(f"{flag} {text!r}: {wrong[0]} ({wrong[1]})")
+        out.append(threshold)
     return out
 
 

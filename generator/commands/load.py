@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     target = None if embedded else check_target(args.target, allow_production=args.allow_production)
     from generator.check import parse_thresholds
 
-    thresholds = list(scenario.expect) + parse_thresholds(args.expect)
+    thresholds = list(scenario.expect) + parse_thresholds(args.expect, campaigns=scenario.campaigns)
     if not args.no_default_thresholds:
         given = {t.metric for t in thresholds}
         thresholds += [t for t in parse_thresholds(DEFAULT_THRESHOLDS) if t.metric not in given]

@@ -26,15 +26,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from generator.errors import Problem, ScenarioError
+from generator.errors import COMMAND_LINE, Problem, ScenarioError
 from generator.scenario.document import Document, KeyPath, child, parse_document, render_path
 from generator.scenario.model import Scenario
 from generator.scenario.rules import check_rules, suggestion
 
 __all__ = ["COMMAND_LINE", "load_scenario", "load_scenario_text"]
-
-COMMAND_LINE = "<command line>"
-"""The ``file`` of a problem in a value given by an override (``--seed``, ``--shoppers``)."""
 
 
 def load_scenario(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Scenario:

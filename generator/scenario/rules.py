@@ -34,6 +34,7 @@ PER_CAMPAIGN_METRICS = frozenset(
         "false_triggers",
         "duplicate_entries",
         "suppression_violations",
+        "suppression_violation_rate",
         "delivered_recall",
         "send_time_error_p50_ms",
         "send_time_error_p95_ms",
@@ -550,12 +551,21 @@ def _thresholds(ctx: _Context) -> Iterator[Problem]:
             threshold = Threshold.model_validate(raw)
         except ValueError:
             continue
-        scope = threshold.scope
-        if scope is None or threshold.metric not in PER_CAMPAIGN_METRICS:
-            continue
-        if scope not in ctx.campaigns:
-            yield ctx.doc.problem(
-                ("expect", i),
-                f"threshold '{raw}' names campaign '{scope}', which is not defined",
-                suggestion(scope, ctx.campaigns, "campaigns"),
-            )
+        wrong = scope_problem(threshold, ctx.campaigns)
+        if wrong is not None:
+            yield ctx.doc.problem(("expect", i), f"threshold '{raw}' {wrong[0]}", wrong[1])
+
+
+def scope_problem(threshold: Threshold, campaigns: Iterable[str]) -> tuple[str, str] | None:
+    """What is wrong with a threshold's ``[scope]`` in a scenario with these ``campaigns``, as
+    (message, hint), or ``None``: only per-campaign metrics take one, and it names a campaign."""
+    scope = threshold.scope
+    if scope is None:
+        return None
+    if threshold.metric not in PER_CAMPAIGN_METRICS:
+        known = "per-campaign metrics: " + ", ".join(sorted(PER_CAMPAIGN_METRICS))
+        return f"scopes {threshold.metric}, which has no per-campaign values", known
+    names = list(campaigns)
+    if scope not in names:
+        return f"names campaign '{scope}', which is not defined", suggestion(scope, names, "campaigns")
+    return None

@@ -374,6 +374,20 @@ def test_bad_expect_flag_is_an_input_error_naming_the_flag():
     ]
 
 
+def test_command_line_threshold_scopes_are_checked_against_the_scenario():
+    campaigns = ["cart_recovery", "browse_abandonment"]
+    (ok,) = parse_thresholds(["suppression_violation_rate[cart_recovery] < 0.02"], campaigns=campaigns)
+    assert ok.scope == "cart_recovery"
+    with pytest.raises(ScenarioError) as typo:
+        parse_thresholds(["trigger_recall[cart_recovry] == 1"], campaigns=campaigns)
+    assert str(typo.value) == (
+        "invalid command line: --expect 'trigger_recall[cart_recovry] == 1': names campaign "
+        "'cart_recovry', which is not defined (did you mean 'cart_recovery'?)"
+    )
+    with pytest.raises(ScenarioError, match="scopes ingestion_loss, which has no per-campaign values"):
+        parse_thresholds(["ingestion_loss[cart_recovery] == 0"], campaigns=campaigns)
+
+
 def test_platform_disagreement_within_one_request_clock_is_attributed_to_the_batch_clock():
     ident = identify(0, "u1", "anon0", id="I0")
     c = cart(0, user="u1", id="C0")
