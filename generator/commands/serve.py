@@ -49,11 +49,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="NORMAL",
         help="SQLite synchronous mode (NORMAL survives kill -9; FULL also power loss)",
     )
-    parser.add_argument("--site-id", help="Track site id (env CIO_SITE_ID)")
-    parser.add_argument("--api-key", help="Track API key (env CIO_API_KEY)")
-    parser.add_argument("--pipelines-key", help="Pipelines API key (env CIO_PIPELINES_KEY)")
-    parser.add_argument("--app-key", help="App API key for the reads (env CIO_APP_KEY)")
-    parser.add_argument("--webhook-secret", help="reporting-webhook signing secret (env CIO_WEBHOOK_SECRET)")
+    local = LOCAL_DEFAULTS  # loopback-only defaults: printing them gives nothing away
+    parser.add_argument("--site-id", help=f"Track site id (env CIO_SITE_ID; default {local.site_id})")
+    parser.add_argument("--api-key", help=f"Track API key (env CIO_API_KEY; default {local.api_key})")
+    parser.add_argument(
+        "--pipelines-key", help=f"Pipelines API key (env CIO_PIPELINES_KEY; default {local.pipelines_key})"
+    )
+    parser.add_argument(
+        "--app-key", help=f"App API key for the reads (env CIO_APP_KEY; default {local.app_key})"
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        help=f"reporting-webhook signing secret (env CIO_WEBHOOK_SECRET; default {local.webhook_secret})",
+    )
     parser.add_argument("--webhook-url", help="POST signed sent/dropped reports here")
     parser.add_argument(
         "--dedupe-window", help="how long a seen event id stays a duplicate (e.g. 24h; default: whole run)"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.report import svg
+from generator.report.format import KEY_METRICS, format_value
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;
@@ -32,31 +33,9 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f2f2f2;pa
 .chart{background:#fff;border:1px solid #eee}
 """
 
-_KEY_METRICS = (
-    "suppression_violations",
-    "trigger_recall",
-    "delivered_recall",
-    "false_triggers",
-    "duplicate_entries",
-    "unaddressable_intent",
-    "merge_completeness",
-    "send_time_error_p50_ms",
-    "send_time_error_p95_ms",
-    "tracking_plan_violations",
-    "ingestion_loss",
-)
-
 
 def _num(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        if value.is_integer():
-            return f"{int(value):,}"
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return escape(str(value))
+    return escape(format_value(value))
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
@@ -113,8 +92,8 @@ def _thresholds(summary: Mapping[str, Any]) -> str:
 
 def _metrics(summary: Mapping[str, Any]) -> str:
     metrics = summary.get("metrics", {})
-    rows = [[f"<code>{escape(k)}</code>", _num(metrics.get(k))] for k in _KEY_METRICS if k in metrics]
-    extra = [[f"<code>{escape(k)}</code>", _num(v)] for k, v in metrics.items() if k not in _KEY_METRICS]
+    rows = [[f"<code>{escape(k)}</code>", _num(metrics.get(k))] for k in KEY_METRICS if k in metrics]
+    extra = [[f"<code>{escape(k)}</code>", _num(v)] for k, v in metrics.items() if k not in KEY_METRICS]
     return "<h2>Metrics</h2>" + _table(["metric", "value"], rows + extra)
 
 

@@ -9,26 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-_SHOWN = (
-    "suppression_violations",
-    "trigger_recall",
-    "delivered_recall",
-    "false_triggers",
-    "duplicate_entries",
-    "unaddressable_intent",
-    "merge_completeness",
-    "send_time_error_p95_ms",
-    "tracking_plan_violations",
-    "ingestion_loss",
-)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{int(value):,}" if value.is_integer() else f"{value:.4g}"
-    return str(value)
+from generator.report.format import KEY_METRICS, format_value
 
 
 def print_summary(
@@ -45,23 +26,23 @@ def print_summary(
         for name, row in campaigns.items():
             table.add_row(
                 escape(name),
-                _fmt(row.get("truth_send", 0)),
-                _fmt(row.get("sent", 0)),
-                _fmt(metrics.get(f"trigger_recall[{name}]")),
-                _fmt(row.get("violation", 0)),
-                _fmt(row.get("duplicate", 0)),
-                _fmt(row.get("false", 0)),
+                format_value(row.get("truth_send", 0)),
+                format_value(row.get("sent", 0)),
+                format_value(metrics.get(f"trigger_recall[{name}]")),
+                format_value(row.get("violation", 0)),
+                format_value(row.get("duplicate", 0)),
+                format_value(row.get("false", 0)),
             )
         console.print(table)
     table = Table(title="Metrics", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in _SHOWN:
+    for key in KEY_METRICS:
         if key in metrics:
-            table.add_row(escape(key), _fmt(metrics[key]))
+            table.add_row(escape(key), format_value(metrics[key]))
     for key, value in metrics.items():
-        if "[" not in key and key not in _SHOWN:
-            table.add_row(escape(key), _fmt(value))
+        if "[" not in key and key not in KEY_METRICS:
+            table.add_row(escape(key), format_value(value))
     console.print(table)
     failures = [f for f in summary.get("failures", []) if f.get("severity") != "info"][:examples]
     for f in failures:
@@ -89,9 +70,10 @@ def print_summary(
                 if ok
                 else f"[bold red]FAIL[/] {note}"
             )
-            table.add_row(escape(str(t.get("threshold"))), _fmt(t.get("actual")), result)
+            table.add_row(escape(str(t.get("threshold"))), format_value(t.get("actual")), result)
         console.print(table)
     verdict = str(summary.get("verdict", "fail"))
     colour = "green" if verdict == "pass" else "bold red"
     where = f"  report: {run_dir}/report.html" if run_dir else ""
-    console.print(f"[{colour}]{verdict.upper()}[/] seed {summary.get('seed')}{escape(where)}")
+    # soft_wrap: a narrow terminal or a CI log must not break the path (copied to open the report)
+    console.print(f"[{colour}]{verdict.upper()}[/] seed {summary.get('seed')}{escape(where)}", soft_wrap=True)

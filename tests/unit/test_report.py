@@ -137,6 +137,13 @@ def test_terminal_summary_keeps_scoped_names_and_verdict():
     assert "FAIL seed 5" in out
 
 
+def test_terminal_never_breaks_the_report_path():
+    console = Console(record=True, width=40, force_terminal=False)
+    run_dir = "results/run-post_purchase_cross_sell-s11-20261129T161959Z"
+    print_summary(_summary(), console=console, run_dir=run_dir)
+    assert f"report: {run_dir}/report.html" in console.export_text()
+
+
 def test_histogram_bins():
     h = histogram([-7_200_000, -500, 0, 999, 1000, 30_000, 10**9], ERROR_EDGES, "≥6h")
     assert h["labels"][-1] == "≥6h"
