@@ -44,6 +44,7 @@ from generator.emulator import decode, observe_api
 from generator.emulator.clock import (
     ARRIVALS_HEADER,
     CLOCK_HEADER,
+    MAX_CLOCK_MS,
     ClockError,
     VirtualClock,
     WallClock,
@@ -541,7 +542,9 @@ class EmulatorApp:
             if segs == ["campaigns"]:
                 return _json(200, observe_api.campaigns(workspace))
             if len(segs) in (2, 3) and segs[0] == "campaigns":
-                if not segs[1].isdigit():
+                # ASCII digits only (str.isdigit() accepts '²' and int() then raised: a 500), and
+                # short enough for int() (which refuses over 4300 digits); no campaign id is longer
+                if not (segs[1].isascii() and segs[1].isdigit()) or len(segs[1]) > 19:
                     return _meta_error(404, "campaign not found")
                 name = observe_api.campaign_by_id(workspace, int(segs[1]))
                 if name is None:
@@ -610,6 +613,9 @@ class EmulatorApp:
             now_ms = current + advance
         if not isinstance(now_ms, int) or isinstance(now_ms, bool):
             return _meta_error(400, 'send {"now_ms": <epoch ms>} or {"advance_ms": <ms>}')
+        if abs(now_ms) > MAX_CLOCK_MS:
+            # a clock near 2**64 was accepted, then every later request failed in SQLite (a 500)
+            return _meta_error(400, f"the clock must stay between -{MAX_CLOCK_MS} and {MAX_CLOCK_MS} ms")
         if current is not None and now_ms < current:
             return _json(
                 409,

@@ -24,6 +24,10 @@ CLOCK_HEADER = "x-shopsim-clock"
 ARRIVALS_HEADER = "x-shopsim-arrivals"
 MAX_ARRIVAL_OFFSET_MS = 10**12
 """Offsets beyond ~31 years are certainly a bug in the sender, not a batch window."""
+MAX_CLOCK_MS = 10**16 - 1
+"""The largest |clock| in epoch ms: what 16 characters of ``X-Shopsim-Clock`` can carry. Larger
+values (``POST /_shopsim/clock`` takes JSON integers up to 2**64) would overflow SQLite's
+64-bit integers once an offset or a campaign delay is added."""
 
 ClockMode = Literal["virtual", "wall"]
 
@@ -37,7 +41,9 @@ def parse_clock_header(value: str | None) -> int | None:
     if value is None or value == "":
         return None
     text = value.strip()
-    if not text.lstrip("-").isdigit() or len(text) > 16:
+    digits = text[1:] if text.startswith("-") else text
+    # ASCII only: str.isdigit() is True for '²', which int() rejects (that was a 500)
+    if not (digits.isascii() and digits.isdigit()) or len(text) > 16:
         raise ClockError(f"X-Shopsim-Clock must be an integer epoch-ms value, got {text[:32]!r}")
     return int(text)
 

@@ -267,8 +267,14 @@ def _unix_seconds(value: Any, key: str) -> int | None:
         raise ItemError(
             f"'{key}' must be a Unix timestamp in seconds, got a boolean", field=key, reason="type"
         )
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text.startswith("-") else text
+        # ASCII only: str.isdigit() is True for '²', which int() rejects (that was a 500)
+        if digits.isascii() and digits.isdigit():
+            if len(digits) > 15:  # beyond the range below; keeps int() off its 4300-digit limit
+                raise ItemError(f"'{key}' is out of range", field=key, reason="range")
+            value = int(text)
     if not isinstance(value, int | float):
         raise ItemError(
             f"'{key}' must be a Unix timestamp in seconds, got {_type_name(value)}", field=key, reason="type"

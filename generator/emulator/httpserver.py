@@ -267,7 +267,8 @@ class HttpServer:
             if raw_length is None:
                 length = 0
             else:
-                if not raw_length.isdigit() or len(raw_length) > 18:
+                # ASCII only: str.isdigit() is True for '²' (b"\xb2"), which int() rejects
+                if not (raw_length.isascii() and raw_length.isdigit()) or len(raw_length) > 18:
                     raise _BadRequest(400, "invalid content-length")
                 length = int(raw_length)
             if length > self._max_body:

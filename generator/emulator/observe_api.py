@@ -60,8 +60,12 @@ def _int_param(params: Mapping[str, str], key: str, default: int | None, *, lo: 
     raw = params.get(key)
     if raw is None or raw == "":
         return default
-    if not raw.lstrip("-").isdigit():
+    digits = raw[1:] if raw.startswith("-") else raw
+    # ASCII only: str.isdigit() is True for '²', which int() rejects (that was a 500)
+    if not (digits.isascii() and digits.isdigit()):
         raise QueryError(f"'{key}' must be an integer, got {raw[:20]!r}")
+    if len(digits) > 19:  # out of every range; also keeps int() off its 4300-digit limit
+        raise QueryError(f"'{key}' must be between {lo} and {hi}")
     value = int(raw)
     if not lo <= value <= hi:
         raise QueryError(f"'{key}' must be between {lo} and {hi}, got {value}")

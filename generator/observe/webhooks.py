@@ -7,13 +7,17 @@ from its clock (replays) with ``401`` and a JSON error; it never answers 5xx to 
 
 Accepted reports become observations: metric ``sent`` → SEND, ``dropped`` → DROP (person from
 ``data.identifiers.id`` or ``data.customer_id``; campaign from ``data.campaign_id``; event_id =
-``data.trigger_event_id``; at_ms = ``timestamp`` × 1000); other metrics are counted only.
+``data.trigger_event_id``; at_ms = ``timestamp`` × 1000); other metrics are counted only. A
+signed body that is not a JSON object, or a sent/dropped report whose ``data`` or
+``data.identifiers`` is not an object or whose ``timestamp`` is not a plausible Unix time, is
+answered ``400`` with the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +28,8 @@ from generator.events import Observation, ObservationKind
 
 DEFAULT_TOLERANCE_S = 300
 MAX_BODY = 1 << 20
+MAX_TIMESTAMP_S = 2**40
+"""A report ``timestamp`` beyond ±this many seconds (year ~36800) is malformed, not a time."""
 
 
 class SignatureError(ValueError):
@@ -32,6 +38,10 @@ class SignatureError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class ReportError(ValueError):
+    """A signed sent/dropped report whose shape cannot be read (answered ``400``)."""
 
 
 def sign(secret: str, timestamp: str | int, body: bytes) -> str:
@@ -57,43 +67,50 @@ def verify_signature(
     signature = lowered.get("x-cio-signature")
     if not timestamp or not signature:
         raise SignatureError("missing", "missing X-CIO-Timestamp or X-CIO-Signature header")
-    try:
-        ts = int(timestamp.strip())
-    except ValueError:
-        raise SignatureError("malformed", "X-CIO-Timestamp is not a Unix time in seconds") from None
+    text = timestamp.strip()
+    # ASCII digits, at most 12 (year ~33600): int() alone takes '1_0' and '+1', and a huge value
+    # made the freshness check raise OverflowError (a 500)
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        raise SignatureError("malformed", "X-CIO-Timestamp is not a Unix time in seconds")
+    ts = int(text)
     if tolerance_s is not None:
         current = time.time() if now_s is None else now_s
         if abs(current - ts) > tolerance_s:
             raise SignatureError("stale", f"X-CIO-Timestamp is more than {tolerance_s:g} s from now")
-    expected = sign(secret, timestamp.strip(), body)
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    expected = sign(secret, text, body)
+    # compare bytes: compare_digest raises TypeError on non-ASCII str (a 500, not a 401)
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode("utf-8", "replace")):
         raise SignatureError("mismatch", "X-CIO-Signature does not match the body")
 
 
 def report_observation(report: Mapping[str, Any], campaigns: Mapping[int, str]) -> Observation | None:
-    """A reporting-webhook payload as SEND / DROP; other metrics → ``None``."""
+    """A reporting-webhook payload as SEND / DROP; other metrics → ``None``.
+
+    Raises :class:`ReportError` when a SEND / DROP report cannot be read: ``data`` or
+    ``data.identifiers`` is not an object, or ``timestamp`` is not a plausible Unix time.
+    """
     metric = report.get("metric")
     kinds = {"sent": ObservationKind.SEND, "dropped": ObservationKind.DROP}
     kind = kinds.get(str(metric))
     if kind is None:
         return None
     data = report.get("data") or {}
+    if not isinstance(data, dict):
+        raise ReportError("'data' is not an object")
     identifiers = data.get("identifiers") or {}
+    if not isinstance(identifiers, dict):
+        raise ReportError("'data.identifiers' is not an object")
     campaign_id = data.get("campaign_id")
     campaign = ""
     if campaign_id is not None:
         try:
             campaign = campaigns.get(int(campaign_id), str(campaign_id))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             campaign = str(campaign_id)
-    try:
-        at_ms = int(float(report.get("timestamp") or 0) * 1000)
-    except (TypeError, ValueError):
-        at_ms = 0
     return Observation(
         kind=kind,
         person=str(identifiers.get("id") or data.get("customer_id") or ""),
-        at_ms=at_ms,
+        at_ms=_timestamp_ms(report.get("timestamp")),
         campaign=campaign,
         event_id=str(data.get("trigger_event_id") or ""),
         data={
@@ -102,6 +119,21 @@ def report_observation(report: Mapping[str, Any], campaigns: Mapping[int, str]) 
             "event_id": report.get("event_id"),
         },
     )
+
+
+def _timestamp_ms(value: Any) -> int:
+    """A report's ``timestamp`` (Unix seconds, a number or numeric string) in ms; 0 when absent."""
+    if value is None or value == 0:
+        return 0
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    # float() takes 'inf' and 1e308, whose ms are no int (OverflowError, a 500); a huge at_ms
+    # would also break the NDJSON writer (orjson refuses ints beyond 64 bits)
+    if not -MAX_TIMESTAMP_S < seconds < MAX_TIMESTAMP_S:
+        raise ReportError("'timestamp' is not a Unix time in seconds")
+    return int(seconds * 1000)
 
 
 class WebhookReceiver:
@@ -137,7 +169,10 @@ class WebhookReceiver:
             length = -1
         if length < 0 or length > MAX_BODY:
             return _reply(start_response, 413, {"error": "body too large"})
-        body = environ["wsgi.input"].read(length) if length else b""
+        try:
+            body = environ["wsgi.input"].read(length) if length else b""
+        except OSError:  # the client hung up inside the body: nobody to answer, but no traceback
+            return _reply(start_response, 400, {"error": "incomplete body"})
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
         try:
             verify_signature(self._secret, headers, body, tolerance_s=self._tolerance)
@@ -150,9 +185,15 @@ class WebhookReceiver:
             self.rejected["json"] = self.rejected.get("json", 0) + 1
             return _reply(start_response, 400, {"error": "body is not JSON"})
         if not isinstance(report, dict):
+            self.rejected["json"] = self.rejected.get("json", 0) + 1
             return _reply(start_response, 400, {"error": "body is not a JSON object"})
+        try:
+            obs = report_observation(report, self._campaigns)
+        except ReportError as exc:
+            # signed but unreadable: 400 like a body that is not JSON (never a 5xx for bad input)
+            self.rejected["report"] = self.rejected.get("report", 0) + 1
+            return _reply(start_response, 400, {"error": f"unusable report: {exc}"})
         self.accepted += 1
-        obs = report_observation(report, self._campaigns)
         if obs is not None:
             self.observations.append(obs)
             if self._on is not None:
@@ -161,9 +202,21 @@ class WebhookReceiver:
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start serving in the background (gevent); returns the base URL."""
+        from gevent import socket
         from gevent.pywsgi import WSGIServer
 
-        self._server = WSGIServer((host, port), self, log=None, error_log=None)
+        # Bound here, not by WSGIServer: when the bind fails (port in use, unknown host) gevent
+        # leaves its half-made socket open; this one is closed before the error propagates.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(128)
+        except BaseException:
+            listener.close()
+            raise
+        self._server = WSGIServer(listener, self, log=None, error_log=None)
         self._server.start()
         return f"http://{host}:{self._server.server_port}"
 
