@@ -8,8 +8,10 @@ Each subcommand lives in ``generator/commands/<name>.py`` and exposes::
 
 Errors: a :class:`~generator.errors.ShopsimError` is printed as one readable block on stderr
 and exits with its ``exit_code`` (2 for input errors, 1 for a failed verdict); argparse usage
-errors also exit 2. Anything else is an internal error: one line asking for a report, exit 3,
-with the traceback only under ``SHOPSIM_DEBUG=1``.
+errors also exit 2, and so does an ``OSError`` that escapes a command: a path or a port the user
+named (a directory where a file goes, no permission, a port in use) is the user's to fix, and the
+error names it. Anything else is an internal error: one line asking for a report, exit 3, with the
+traceback only under ``SHOPSIM_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` and closed early: not an error worth a traceback.
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        print(f"shopsim: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:  # an internal error, not the user's fault
         if os.environ.get("SHOPSIM_DEBUG"):
             traceback.print_exc()
@@ -70,6 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``path: reason`` (``a -> b: reason`` for a rename), or the reason alone."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    where = str(exc.filename) if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{where}: {reason}"
 
 
 def _version() -> str:

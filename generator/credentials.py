@@ -89,6 +89,11 @@ def _read_file(path: Path) -> dict[str, str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DeliveryError(f"cannot read credentials file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DeliveryError(
+            f"cannot read credentials file {path}: not UTF-8 text (byte {exc.start}); "
+            "expected KEY=VALUE lines"
+        ) from None
     out: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()

@@ -373,6 +373,13 @@ def run(
         if the_clock == "virtual":
             _advance_clock(url, horizon_end)
         elif wait:
+            if counts.planned and not counts.acknowledged:
+                # Waiting days of campaign delays for a target that took nothing helps no one.
+                raise TargetError(
+                    f"nothing was delivered to {redact_url(url)}: of {counts.planned:,} planned deliveries "
+                    f"none was acknowledged ({counts.connection_errors:,} attempts got no answer, "
+                    f"{counts.http_errors:,} an HTTP error); see {run_dir / 'ledger.ndjson'}"
+                )
             _countdown(out, (evidence.horizon_ms / 1000.0) + grace_s, quiet=quiet)
         if the_clock == "wall" and speed is None and not quiet:
             out.print(

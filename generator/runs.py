@@ -21,6 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from generator.errors import ShopsimError
+
 DEFAULT_RESULTS = Path("results")
 
 
@@ -34,7 +36,11 @@ def new_run_dir(results: Path, scenario_name: str, seed: int, *, kind: str = "ru
     while path.exists():
         n += 1
         path = Path(f"{base}-{n}")
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        # --results names a file, or a place that cannot hold directories.
+        raise ShopsimError(f"cannot create a run directory in {results}: {exc.strerror or exc}") from None
     return path
 
 

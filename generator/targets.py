@@ -14,6 +14,7 @@ check never leaks traffic to a host the user did not mean.
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from generator.errors import TargetError
@@ -43,6 +44,10 @@ def is_production_host(host: str) -> bool:
     return name == _PRODUCTION_DOMAIN or name.endswith("." + _PRODUCTION_DOMAIN)
 
 
+_HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")
+"""Host names (letters, digits, dots, hyphens), IPv4 and IPv6 literals (brackets removed)."""
+
+
 def check_target(url: str | None, *, allow_production: bool) -> str:
     """Validate a target URL against the safety rules and return it normalized.
 
@@ -67,6 +72,9 @@ def check_target(url: str | None, *, allow_production: bool) -> str:
     host = parts.hostname
     if not host:
         raise TargetError(f"--target {_safe(text)!r} names no host")
+    if not _HOST.fullmatch(host):
+        # '%2e' and friends: no resolver takes them, and they would dodge the production check.
+        raise TargetError(f"--target host {host!r} is not a host name or an IP address")
     if parts.username is not None or parts.password is not None:
         raise TargetError(
             "--target must not carry credentials (user:password@host); "

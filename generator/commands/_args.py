@@ -7,8 +7,37 @@ Each raises ``argparse.ArgumentTypeError``; argparse turns that into
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from generator.durations import parse_duration
+
+MAX_SHOPPERS = 100_000_000
+"""The most shoppers a run may have (the scenario model's ``shoppers`` bound, pinned by a test)."""
+
+
+def shopper_count(text: str) -> int:
+    """``--shoppers``: 1 to :data:`MAX_SHOPPERS`."""
+    return bounded_int(1, MAX_SHOPPERS)(text)
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """A whole number in ``low..high`` (counts that start processes or loops: ``--workers``)."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value:,}")
+        return value
+
+    return parse
+
+
+def duration_text(text: str) -> str:
+    """A duration as scenarios write it, checked here and passed on as written (to Locust)."""
+    duration_ms(text)
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -57,6 +86,14 @@ def duration_ms(text: str) -> int:
 def duration_s(text: str) -> float:
     """A duration as scenarios write it, in seconds."""
     return duration_ms(text) / 1000.0
+
+
+def positive_duration_s(text: str) -> float:
+    """A duration > 0, in seconds (``--duration``: 0 would mean "never stop" by accident)."""
+    value = duration_s(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0, got {text!r}")
+    return value
 
 
 def port(text: str) -> int:

@@ -35,7 +35,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-from generator.commands._args import positive_int, seed
+from generator.commands._args import seed, shopper_count
 from generator.deliver.files import NdjsonSink, PeopleCsvSink
 from generator.events import CallType, ShopperLife
 from generator.faults import plan_deliveries
@@ -51,6 +51,10 @@ Lines with "dropped": true were planned but never delivered.
 """
 
 
+MAX_SHARDS = 1_000_000
+"""More shards than this would be more processes than shoppers of any sane run."""
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` → ``(i, n)`` with ``0 <= i < n``; argparse turns the error into exit 2."""
     index, sep, count = text.partition("/")
@@ -62,6 +66,8 @@ def parse_shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected i/n such as 0/4, got {text!r}") from None
     if n < 1 or not 0 <= i < n:
         raise argparse.ArgumentTypeError(f"need 0 <= i < n (e.g. 0/4 ... 3/4), got {text!r}")
+    if n > MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SHARDS:,} shards, got {text!r}")
     return i, n
 
 
@@ -71,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("scenario", metavar="SCENARIO", help="the scenario YAML file")
     parser.add_argument(
-        "--shoppers", type=positive_int, metavar="N", help="number of shoppers (overrides the scenario)"
+        "--shoppers", type=shopper_count, metavar="N", help="number of shoppers (overrides the scenario)"
     )
     parser.add_argument(
         "--seed", type=seed, metavar="S", help="root seed (default: the scenario's, else a fresh one)"

@@ -38,12 +38,33 @@ from typing import Any
 
 import orjson
 
-from generator.commands._args import duration_s, non_negative_int, positive_float, positive_int
+from generator.commands._args import (
+    bounded_int,
+    duration_s,
+    duration_text,
+    non_negative_int,
+    port,
+    positive_duration_s,
+    positive_float,
+    positive_int,
+    shopper_count,
+)
 from generator.errors import ShopsimError
 
 HELP = "Load-test an ingestion endpoint with Locust (open-model shopper arrivals), then check end to end."
 
 DEFAULT_THRESHOLDS = ("p95_ms < 300", "error_rate < 0.001", "late_start_share <= 0.01")
+MAX_WORKERS = 64
+"""Local worker processes: each is a full Python process; beyond the cores they only compete."""
+MAX_USERS = 1_000_000
+"""Locust users (greenlets) in one test; more is a typo, not a load test."""
+
+
+def _tail(text: str) -> str:
+    """``--tail``: ``auto``, ``none`` or a duration, checked here (Locust would only fail later)."""
+    if text.strip().lower() in ("auto", "none"):
+        return text
+    return duration_text(text)
 
 
 class LoadArgumentError(ShopsimError):
@@ -62,21 +83,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="pipelines",
         help="wire API",
     )
-    parser.add_argument("--users", type=positive_int, default=10, help="size of the user pool (default 10)")
+    parser.add_argument(
+        "--users", type=bounded_int(1, MAX_USERS), default=10, help="size of the user pool (default 10)"
+    )
     parser.add_argument("--spawn-rate", type=positive_float, help="users started per second (default: all)")
-    parser.add_argument("--duration", type=duration_s, help="stop after this wall time (e.g. 90s, 5m)")
+    parser.add_argument(
+        "--duration", type=positive_duration_s, help="stop after this wall time (e.g. 90s, 5m)"
+    )
     parser.add_argument(
         "--speed", type=positive_float, default=60.0, help="compress arrivals and think times (default 60)"
     )
     parser.add_argument("--seed", type=int, help="root seed (default: the scenario's, else fresh)")
-    parser.add_argument("--shoppers", type=positive_int, help="number of shoppers (default: the scenario's)")
+    parser.add_argument("--shoppers", type=shopper_count, help="number of shoppers (default: the scenario's)")
     parser.add_argument(
-        "--workers", type=non_negative_int, default=0, help="local Locust worker processes (0 = one process)"
+        "--workers",
+        type=bounded_int(0, MAX_WORKERS),
+        default=0,
+        help=f"local Locust worker processes (0 = one process; at most {MAX_WORKERS})",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=1, help="events per request (batching APIs)"
     )
-    parser.add_argument("--batch-window", default="1s", help="arrival window of one batch (default 1s)")
+    parser.add_argument(
+        "--batch-window", type=duration_text, default="1s", help="arrival window of one batch (default 1s)"
+    )
     parser.add_argument(
         "--late-ms", type=positive_float, default=100.0, help="a start later than this is late"
     )
@@ -84,6 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=duration_s, default=10.0, help="wind-down time after --duration")
     parser.add_argument(
         "--tail",
+        type=_tail,
         default="auto",
         help="simulated time to run on after the last shopper arrived "
         "(default auto: longest campaign delay + 1m; 'none': until every shopper's last event)",
@@ -117,7 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--master-host", default="127.0.0.1", help="master address for --worker")
     parser.add_argument(
         "--master-port",
-        type=int,
+        type=port,
         default=0,
         help="master port (5557 with --master/--worker, else free)",
     )
@@ -187,6 +218,11 @@ def run(args: argparse.Namespace) -> int:
             "remote workers cannot reach the embedded emulator (it listens on loopback): give --target"
         )
     target = None if embedded else check_target(args.target, allow_production=args.allow_production)
+    if args.credentials_file is not None:
+        # Read now: inside Locust a bad file only shows up in a worker's log, after the start-up.
+        from generator.credentials import load_credentials
+
+        load_credentials(file=args.credentials_file)
     from generator.check import parse_thresholds
 
     thresholds = list(scenario.expect) + parse_thresholds(args.expect, campaigns=scenario.campaigns)

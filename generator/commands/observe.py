@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from generator.commands._args import duration_s, port
+from generator.commands._args import duration_s, port, positive_duration_s
 
 HELP = "Receive and verify Customer.io reporting webhooks; write them as observation NDJSON."
 
@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("observations.ndjson"), help="observations file to append to"
     )
-    parser.add_argument("--duration", type=duration_s, help="stop after this long (default: until Ctrl-C)")
+    parser.add_argument(
+        "--duration", type=positive_duration_s, help="stop after this long (default: until Ctrl-C)"
+    )
     parser.add_argument("--scenario", help="scenario file, to name campaigns by their campaign_id")
     parser.add_argument(
         "--tolerance", type=duration_s, default=300.0, help="max |now - X-CIO-Timestamp| (default 5m)"
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from generator.credentials import load_credentials
-    from generator.errors import TargetError
+    from generator.errors import ShopsimError, TargetError
     from generator.events import Observation
     from generator.observe.webhooks import WebhookReceiver
     from generator.report.data import observation_record
@@ -54,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
         from generator.scenario.load import load_scenario
 
         campaigns = {cid: name for name, cid in load_scenario(args.scenario).campaign_ids().items()}
-    with args.out.open("ab") as fh:
+    try:
+        out_file = args.out.open("ab")
+    except OSError as exc:
+        raise ShopsimError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    with out_file as fh:
 
         def write(obs: Observation) -> None:
             fh.write(orjson.dumps(observation_record(obs), option=orjson.OPT_APPEND_NEWLINE))
@@ -63,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
         receiver = WebhookReceiver(
             creds.webhook_secret, campaigns=campaigns, tolerance_s=args.tolerance, on_observation=write
         )
-        url = receiver.serve(args.host, args.listen)
+        try:
+            url = receiver.serve(args.host, args.listen)
+        except OSError as exc:
+            raise ShopsimError(f"cannot listen on {args.host}:{args.listen}: {exc.strerror or exc}") from None
         print(f"shopsim observe: listening on {url} → {args.out} (Ctrl-C to stop)", flush=True)
         deadline = time.monotonic() + args.duration if args.duration else None
         try:

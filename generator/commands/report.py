@@ -26,14 +26,22 @@ def run(args: argparse.Namespace) -> int:
     from generator.report.junit import write_junit
 
     run_dir: Path = args.run_dir
+    if not run_dir.is_dir():
+        raise ShopsimError(f"{run_dir}: not a directory; give a results/<run-id> directory")
     try:
         summary = read_summary(run_dir)
     except FileNotFoundError:
         raise ShopsimError(f"{run_dir}: no summary.json here; give a results/<run-id> directory") from None
     except (orjson.JSONDecodeError, ValueError) as exc:
         raise ShopsimError(f"{run_dir / 'summary.json'}: not a readable summary ({exc})") from None
-    write_html(run_dir, summary)
-    write_junit(run_dir, summary)
-    if not args.quiet:
-        print_summary(summary, run_dir=str(run_dir))
+    try:
+        write_html(run_dir, summary)
+        write_junit(run_dir, summary)
+        if not args.quiet:
+            print_summary(summary, run_dir=str(run_dir))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # A summary.json edited by hand (a field of the wrong type): the user's file, not a bug.
+        raise ShopsimError(
+            f"{run_dir / 'summary.json'}: not a summary shopsim wrote ({type(exc).__name__}: {exc})"
+        ) from None
     return 0 if summary.get("verdict") == "pass" else 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from generator.commands._args import duration_s, positive_float, positive_int, seed
+from generator.commands._args import duration_s, port, positive_float, positive_int, seed, shopper_count
 
 HELP = "Run a scenario end to end (deliver, observe, check, report); exit 1 when a threshold fails."
 
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=seed, help="root seed (default: the scenario's seed, else a fresh one)"
     )
-    parser.add_argument("--shoppers", type=positive_int, help="override the scenario's shopper count")
+    parser.add_argument("--shoppers", type=shopper_count, help="override the scenario's shopper count")
     parser.add_argument("--target", help="ingestion endpoint to test (default: the embedded emulator)")
     parser.add_argument(
         "--api",
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--app-api-url", help="App API base URL (default: derived from --target)")
     parser.add_argument(
-        "--listen", type=int, help="port for the reporting-webhook receiver (--observe webhooks)"
+        "--listen", type=port, help="port for the reporting-webhook receiver (--observe webhooks)"
     )
     parser.add_argument(
         "--grace",

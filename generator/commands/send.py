@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import orjson
 
-from generator.commands._args import duration_ms, positive_float, positive_int
+from generator.commands._args import bounded_int, duration_ms, positive_float, positive_int, shopper_count
 from generator.credentials import LOCAL_DEFAULTS, Credentials, load_credentials
 from generator.deliver.ledger import LedgerCounts
 from generator.errors import DeliveryError
@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=None, help="root seed (default: the scenario's, else fresh)"
     )
     parser.add_argument(
-        "--shoppers", type=positive_int, default=None, help="override the scenario's shopper count"
+        "--shoppers", type=shopper_count, default=None, help="override the scenario's shopper count"
     )
     parser.add_argument(
         "--speed",
@@ -111,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "clock, where each item carries its own arrival time)",
     )
     parser.add_argument(
-        "--max-attempts", type=positive_int, default=5, help="attempts per request (default 5)"
+        "--max-attempts", type=bounded_int(1, 100), default=5, help="attempts per request (default 5)"
     )
     parser.add_argument("--credentials-file", type=Path, default=None, metavar="FILE", help="KEY=VALUE file")
     parser.add_argument("--allow-production", action="store_true", help="allow Customer.io production hosts")

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
+from generator.commands._args import positive_float
 from generator.credentials import LOCAL_DEFAULTS, Credentials, load_credentials
 from generator.durations import parse_duration
 from generator.errors import ShopsimError
@@ -79,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--error-rate", type=float, default=0.0, help="share of ingestion requests answered 500/503"
     )
     parser.add_argument(
-        "--rate-limit", type=float, help="ingestion requests per second before 429 + Retry-After"
+        "--rate-limit", type=positive_float, help="ingestion requests per second before 429 + Retry-After"
     )
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", help="private key for --tls-cert (PEM)")
@@ -113,8 +115,6 @@ def run(args: argparse.Namespace) -> int:
         raise ServeError(f"--port must be within 0..65535, got {args.port}")
     if not 0.0 <= args.error_rate <= 1.0:
         raise ServeError(f"--error-rate must be within [0, 1], got {args.error_rate}")
-    if args.rate_limit is not None and args.rate_limit <= 0:
-        raise ServeError(f"--rate-limit must be positive, got {args.rate_limit}")
     window = None
     if args.dedupe_window:
         try:
@@ -149,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
             certfile=args.tls_cert,
             keyfile=args.tls_key,
         )
+    except sqlite3.DatabaseError as exc:
+        # A directory, an unwritable place, or a file that is not a shopsim SQLite store.
+        raise ServeError(f"--db {args.db}: cannot use it as the emulator's store ({exc})") from None
     except OSError as exc:
         raise ServeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     except ValueError as exc:

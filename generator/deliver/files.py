@@ -140,6 +140,11 @@ class PeopleCsvSink:
 
     def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
+        # The CSV is written at the end: a target that cannot be one fails now, not after the run.
+        if self.target.is_dir():
+            raise ShopsimError(f"cannot write {self.target}: Is a directory")
+        if not self.target.parent.is_dir():
+            raise ShopsimError(f"cannot write {self.target}: no directory {self.target.parent}")
         self.rows = 0
         self._attributes: set[str] = set()
         self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
@@ -182,10 +187,13 @@ class PeopleCsvSink:
                             [_cell(row[c]) for c in PEOPLE_COLUMNS]
                             + [_cell(attrs.get(name)) for name in extra]
                         )
+                os.replace(partial, self.target)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise ShopsimError(f"cannot write {self.target}: {exc.strerror or exc}") from None
             except BaseException:
                 partial.unlink(missing_ok=True)
                 raise
-            os.replace(partial, self.target)
         finally:
             self._spool.close()
 

@@ -143,7 +143,6 @@ def test_wall_clock_scheduler_sends_when_real_time_reaches_the_delay() -> None:
         (["--port", "70000"], "--port"),
         (["--dedupe-window", "soon"], "--dedupe-window"),
         (["--error-rate", "2"], "--error-rate"),
-        (["--rate-limit", "0"], "--rate-limit"),
         (["--tls-cert", "x.pem"], "--tls-key"),
         (["--db", "/nonexistent-dir/x.db"], "--db"),
     ],

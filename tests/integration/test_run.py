@@ -194,3 +194,20 @@ def test_plugin_prints_attributed_examples_when_a_test_fails(tmp_path: Path) -> 
     assert "shopsim late_purchase_events" in out
     assert "late Order Completed" in out and "reproduce with: shopsim replay" in out
     assert "threshold failed: suppression_violations == 0" in out
+
+
+def test_a_target_that_takes_nothing_fails_at_once_instead_of_waiting_for_campaign_delays(
+    tmp_path: Path, capsys
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["run", str(CLEAN), "--shoppers", "3", "--target", f"http://127.0.0.1:{port}", "--quiet"]
+    assert main([*argv, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"shopsim: nothing was delivered to http://127.0.0.1:{port}: of ")
+    (run_dir,) = tmp_path.iterdir()
+    states = {orjson.loads(line)["state"] for line in (run_dir / "ledger.ndjson").read_bytes().splitlines()}
+    assert "acknowledged" not in states and states  # every planned delivery still ended in a state

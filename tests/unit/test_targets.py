@@ -80,6 +80,8 @@ def test_production_needs_allow_production(url):
         ("http://", "names no host"),
         ("http://127.0.0.1:99999", "not a valid URL"),
         ("http://127.0.0.1/x?a=1", "query string"),
+        ("https://cdp.customer.io%2e", "not a host name"),
+        ("http://exa mple.com", "not a host name"),
     ],
 )
 def test_bad_targets(url, message):
