@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import yaml
+from pydantic import ValidationError
 
 from generator.scenario.model import Distribution
 
@@ -36,12 +37,12 @@ def parse_latency(text: str) -> Distribution:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"cannot read latency {text!r}: {exc}") from None
+        problem = getattr(exc, "problem", None) or "not YAML"  # the parser's reason, not its dump
+        raise ValueError(f"cannot read latency {text!r}: {problem}") from None
     try:
         return Distribution.model_validate(value)
-    except Exception as exc:
-        first = str(exc).splitlines()
-        detail = first[-1].strip() if first else str(exc)
+    except ValidationError as exc:
+        detail = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
         raise ValueError(
             f"latency {text!r} is not a distribution ({detail}); write e.g. 50ms or "
             "'{lognormal: {median: 20ms, p99: 400ms}}'"

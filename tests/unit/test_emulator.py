@@ -721,6 +721,12 @@ def test_latency_flag_parses_distributions() -> None:
     assert parse_latency("{lognormal: {median: 20ms, p99: 400ms}}").lognormal is not None
     with pytest.raises(ValueError, match="latency"):
         parse_latency("{bogus: 1}")
+    # one line each, in the validator's own words (no parser dump, no pydantic help URL)
+    for bad, reason in [("[1,2", "expected ','"), ("{bogus: 1}", "Extra inputs are not permitted")]:
+        with pytest.raises(ValueError) as info:
+            parse_latency(bad)
+        assert reason in str(info.value) and "\n" not in str(info.value)
+        assert "errors.pydantic.dev" not in str(info.value)
     faults = ServerFaults(latency=parse_latency("{uniform: {min: 10ms, max: 20ms}}"))
     delays = [faults.decide().delay_s for _ in range(200)]
     assert all(0.01 <= d <= 0.02 for d in delays) and len(set(delays)) > 100
