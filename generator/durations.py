@@ -6,10 +6,28 @@ delays and think times are all ``int`` ms, so arithmetic is exact and output det
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+DURATION_PATTERN = (
+    r"^(?=\d)(\d+(\.\d+)?w)?(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?(\d+(\.\d+)?ms)?$"
+)
+"""A written duration: numbers with units, largest unit first, each unit at most once, no spaces.
+
+``1h30m`` reads one way only; ``1h1h``, ``30m1h`` and ``1 h`` are almost always typos, so they are
+rejected (the scenario JSON Schema uses the same pattern)."""
+
+_DURATION = re.compile(DURATION_PATTERN)
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+MAX_DURATION_MS = 3660 * 86_400_000
+"""The longest duration a scenario may write (3660d, about ten years).
+
+Longer than any run, think time, delay or window a shop could mean, and short enough that
+event times (start + run + think times) stay far inside the range of ULID timestamps and
+calendar dates. The scenario model enforces it; :func:`parse_duration` itself does not."""
 
 
 def parse_duration(value: object) -> int:
@@ -23,24 +41,28 @@ def parse_duration(value: object) -> int:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"duration must not be negative, got {value!r}")
-        return round(value * 1000)
+        return _whole_ms(value * 1000, value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration like '90s' or '1h', got {value!r}")
-    text = value.strip().replace(" ", "")
-    if text.startswith("-"):
+    if value.strip().startswith("-"):
         raise ValueError(f"duration must not be negative, got {value!r}")
-    if not text:
+    if not value:
         raise ValueError("expected a duration like '90s' or '1h', got an empty string")
-    total = 0.0
-    pos = 0
-    for match in _PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_MS[match.group(2)]
-        pos = match.end()
-    if pos != len(text):
-        raise ValueError(f"expected a duration like '90s', '15m', '1h30m', '250ms' or '2d', got {value!r}")
-    return round(total)
+    if _DURATION.fullmatch(value) is None:
+        raise ValueError(
+            f"expected a duration like '90s', '15m', '1h30m', '250ms' or '2d' "
+            f"(largest unit first, each unit once, no spaces), got {value!r}"
+        )
+    return _whole_ms(sum(float(number) * _UNIT_MS[unit] for number, unit in _PART.findall(value)), value)
+
+
+def _whole_ms(ms: float, value: object) -> int:
+    # round() of an infinite or NaN float raises OverflowError/ValueError with no context.
+    if math.isnan(ms):
+        raise ValueError(f"expected a duration like '90s' or '1h', got {value!r}")
+    if math.isinf(ms):
+        raise ValueError(f"duration is too large, got {value!r}")
+    return round(ms)
 
 
 def format_duration(ms: int) -> str:

@@ -14,6 +14,7 @@ Every problem found is collected, so one pass reports them all.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ MAX_NODES = 200_000
 """Values built after alias expansion; far above any real scenario, far below an alias bomb."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,10 +269,19 @@ class _Builder:
         return None  # pragma: no cover
 
     def _scalar(self, node: ScalarNode, path: KeyPath) -> Any:
+        if node.tag == _INT_TAG and not _DECIMAL.fullmatch(node.value):
+            # YAML 1.1 reads 0x10 as 16, 010 as 8 and 1:30 as 90: never what a scenario means.
+            self._problem(node, path, f"write whole numbers in decimal, got {_shown(node.value)}")
+            return None
         try:
             value = self.loader.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
             self._problem(node, path, f"cannot read this value: {exc.problem}")
+            return None
+        except ValueError as exc:
+            # A date-time that matches YAML's pattern but is not a date (month 13, offset +25:00),
+            # or an integer too long for Python to convert.
+            self._problem(node, path, f"cannot read {_shown(node.value)}: {_reason(exc)}")
             return None
         if isinstance(value, float) and not math.isfinite(value):
             self._problem(node, path, f"expected a finite number, got {node.value!r}")
@@ -321,3 +333,17 @@ class _Builder:
             self.keys[(*path, name)] = Mark(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             out[name] = self.build(value_node, (*path, name), stack)
         return out
+
+
+def _reason(exc: ValueError) -> str:
+    """The constructor's complaint, in the scenario's terms."""
+    text = str(exc)
+    if text.startswith("offset must be"):
+        return "the UTC offset must be less than 24 hours"
+    if text.startswith("Exceeds the limit"):
+        return "the number has too many digits"
+    return text
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")

@@ -28,7 +28,7 @@ from pydantic_core import ErrorDetails
 
 from generator.errors import COMMAND_LINE, Problem, ScenarioError
 from generator.scenario.document import Document, KeyPath, child, parse_document, render_path
-from generator.scenario.model import Scenario
+from generator.scenario.model import DURATION_TOO_BUSY, SHOPPERS_TOO_SLOW, Scenario
 from generator.scenario.rules import check_rules, suggestion
 
 __all__ = ["COMMAND_LINE", "load_scenario", "load_scenario_text"]
@@ -255,6 +255,8 @@ def _problem(doc: Document, entries: list[_Entry], overridden: Sequence[KeyPath]
 _MODEL_ERROR_KEYS = {
     "transition probabilities sum": "next",
     "a scenario needs at least one journey": "journeys",
+    SHOPPERS_TOO_SLOW: "shoppers",
+    DURATION_TOO_BUSY: "duration",
 }
 """Model-level errors (``model_validator``) that are about one key of their mapping."""
 

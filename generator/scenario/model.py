@@ -25,12 +25,14 @@ Shape (abridged; ``scenarios/*.yaml`` are complete examples)::
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -40,34 +42,50 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from generator.durations import format_duration, parse_duration
+from generator.durations import DURATION_PATTERN, MAX_DURATION_MS, format_duration, parse_duration
 
 # --------------------------------------------------------------------------- primitives
 
+
+def _within_max(ms: int, written: Any) -> int:
+    # One bound for every duration of a scenario (durations.MAX_DURATION_MS explains the value).
+    if abs(ms) > MAX_DURATION_MS:
+        raise ValueError(
+            f"a duration must be at most {format_duration(MAX_DURATION_MS)} (about ten years), got {written}"
+        )
+    return ms
+
+
+def _duration(value: Any) -> int:
+    return _within_max(parse_duration(value), value)
+
+
 Duration = Annotated[
     int,
-    BeforeValidator(parse_duration),
+    BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"},
-                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "number", "minimum": 0, "maximum": MAX_DURATION_MS // 1000},
             ],
-            "description": "A duration: '250ms', '90s', '15m', '1h30m', '2d', or a number of seconds.",
+            "description": "A duration: '250ms', '90s', '15m', '1h30m', '2d', or a number of seconds; "
+            "at most 3660d.",
         }
     ),
 ]
-"""Milliseconds, written in YAML as ``"90s"`` etc."""
+"""Milliseconds, written in YAML as ``"90s"`` etc.; at most :data:`MAX_DURATION_MS`."""
 
 
 def _signed(value: Any) -> int:
     if isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:])
+        return _within_max(-parse_duration(value.strip()[1:]), value)
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-        return -parse_duration(-value)
-    return parse_duration(value)
+        return _within_max(-parse_duration(-value), value)
+    return _within_max(parse_duration(value), value)
 
 
 SignedDuration = Annotated[
@@ -82,15 +100,61 @@ SignedDuration = Annotated[
     ),
 ]
 
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+def _not_bool(value: Any) -> Any:
+    # pydantic reads true/false as 1.0/0.0 for a float; in a scenario that is always a slip.
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+# Bounds go before these validators in an Annotated: after them pydantic's JSON Schema would
+# carry them as "ge"/"le" instead of "minimum"/"maximum".
+_NUMBER = BeforeValidator(_not_bool)
+"""Marks a finite number (``Frozen`` forbids inf and NaN for every float) that is not true/false."""
+
+
+def _not_bool_or_text(value: Any) -> Any:
+    # pydantic would read true as 1 and '50' as 50; neither is how a scenario writes a count.
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+_WHOLE = BeforeValidator(_not_bool_or_text)
+"""Marks a whole number as written: not true/false, not text such as '50'."""
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0), _NUMBER]
+PositiveFloat = Annotated[float, Field(gt=0.0), _NUMBER]
+MAX_WEIGHT = 1_000_000.0
+"""Relative weights (devices, sources, journeys, quantities, diurnal hours) are normalised by
+their sum; the bound keeps that sum finite and is far above any ratio a scenario needs."""
+Weight = Annotated[float, Field(ge=0.0, le=MAX_WEIGHT), _NUMBER]
+MAX_SIGMA = 3.0
+"""Largest log-normal sigma: p99 ≈ 1000 × median, wider than any real dwell, latency or price
+spread; a wider one makes rare draws overflow a float or a timestamp."""
+Sigma = Annotated[float, Field(gt=0.0, le=MAX_SIGMA), _NUMBER]
+Seed = Annotated[int, Field(ge=0, lt=2**63), _WHOLE]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 
 
-class Frozen(BaseModel):
-    """Base of every scenario section: immutable, no unknown keys."""
+def _addressable(name: str) -> str:
+    if "[" in name or "]" in name:
+        raise ValueError(
+            f"campaign name {name!r} may not contain '[' or ']': "
+            "thresholds name a campaign in brackets, as in trigger_recall[cart_recovery]"
+        )
+    return name
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+CampaignName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_addressable)]
+"""A campaign name: ``[`` and ``]`` delimit it in thresholds (``trigger_recall[name]``), so it has neither."""
+
+
+class Frozen(BaseModel):
+    """Base of every scenario section: immutable, no unknown keys, no infinite or NaN numbers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 def _exactly_one(model: BaseModel, names: tuple[str, ...], what: str) -> None:
@@ -109,7 +173,7 @@ class LogNormal(Frozen):
     """Log-normal by its median and either ``sigma`` (of the underlying normal) or ``p99``."""
 
     median: Duration
-    sigma: PositiveFloat | None = None
+    sigma: Sigma | None = None
     p99: Duration | None = None
 
     @model_validator(mode="after")
@@ -120,6 +184,14 @@ class LogNormal(Frozen):
             raise ValueError("lognormal 'p99' must be larger than 'median'")
         if self.median <= 0:
             raise ValueError("lognormal 'median' must be positive")
+        if self.p99 is not None and self.shape > MAX_SIGMA:
+            raise ValueError("lognormal 'p99' may be at most about 1000 times the median (sigma ≤ 3)")
+        if self.sigma is not None and self.median * math.exp(self.sigma * _Z99) > MAX_DURATION_MS:
+            # Its p99 (median × e^(2.33 sigma)) would be beyond the longest duration a scenario may write.
+            raise ValueError(
+                f"lognormal 'sigma' {self.sigma:g} puts its p99 above {format_duration(MAX_DURATION_MS)}; "
+                "lower the median or the sigma"
+            )
         return self
 
     @property
@@ -127,10 +199,12 @@ class LogNormal(Frozen):
         """Sigma of the underlying normal (derived from p99 when that was given)."""
         if self.sigma is not None:
             return self.sigma
-        import math
-
         assert self.p99 is not None
-        return math.log(self.p99 / self.median) / 2.3263478740408408  # z(0.99)
+        return math.log(self.p99 / self.median) / _Z99
+
+
+_Z99 = 2.3263478740408408
+"""The standard normal's 99th percentile."""
 
 
 class Exponential(Frozen):
@@ -178,8 +252,6 @@ class Distribution(Frozen):
     @property
     def mean_ms(self) -> float:
         """Expected value in milliseconds (for summaries and analytic estimates)."""
-        import math
-
         if self.fixed is not None:
             return float(self.fixed)
         if self.exponential is not None:
@@ -217,12 +289,24 @@ DIURNAL_PRESETS: dict[str, tuple[float, ...]] = {
 }  # fmt: skip
 
 
+MIN_RATE_PER_HOUR = 0.001
+"""About one shopper in six weeks (88 in the longest run, 3660d). Slower rates (``1e-9``) put
+the arrivals of even a few shoppers past any date a timestamp can hold."""
+MAX_RATE_PER_HOUR = 1e9
+"""About 280,000 shoppers a second: beyond any shop, and still a finite, positive gap between draws."""
+MAX_WEEKEND_FACTOR = 100.0
+"""Arrivals are drawn at the busiest hour's rate and thinned, so weekday hours cost
+``weekend_factor`` draws per shopper: a huge factor would make a weekday take forever."""
+
+
 class Arrivals(Frozen):
     """Non-homogeneous Poisson arrivals: ``rate_per_hour`` × diurnal factor × weekend factor."""
 
-    rate_per_hour: PositiveFloat
-    diurnal: Literal["flat", "d2c_evening"] | tuple[PositiveFloat, ...] = "d2c_evening"
-    weekend_factor: PositiveFloat = 1.0
+    rate_per_hour: Annotated[float, Field(ge=MIN_RATE_PER_HOUR, le=MAX_RATE_PER_HOUR), _NUMBER]
+    diurnal: (
+        Literal["flat", "d2c_evening"] | tuple[Annotated[float, Field(gt=0.0, le=MAX_WEIGHT), _NUMBER], ...]
+    ) = "d2c_evening"
+    weekend_factor: Annotated[float, Field(gt=0.0, le=MAX_WEEKEND_FACTOR), _NUMBER] = 1.0
 
     @field_validator("diurnal")
     @classmethod
@@ -252,7 +336,7 @@ class Utm(Frozen):
 class TrafficSource(Frozen):
     """A traffic source with its weight in the mix, its UTM values and its referrer."""
 
-    weight: Annotated[float, Field(ge=0.0)]
+    weight: Weight
     utm: Utm | None = None
     referrer: str | None = None
 
@@ -285,7 +369,7 @@ class Population(Frozen):
     """Who arrives, when, on which device and from where."""
 
     arrivals: Arrivals
-    devices: dict[Device, Annotated[float, Field(ge=0.0)]] = Field(default_factory=_default_devices)
+    devices: dict[Device, Weight] = Field(default_factory=_default_devices)
     sources: dict[Name, TrafficSource] = Field(default_factory=_default_sources)
     returning_share: Probability = 0.2
 
@@ -307,13 +391,18 @@ class Population(Frozen):
 # --------------------------------------------------------------------------- catalog
 
 
+MAX_PRICE = 10_000_000.0
+"""Prices are drawn in integer cents; ten million is above any D2C product and far inside int64."""
+Money = Annotated[float, Field(gt=0.0, le=MAX_PRICE), _NUMBER]
+
+
 class Price(Frozen):
     """Log-normal product prices, clipped to [min, max] and rounded to cents."""
 
-    median: PositiveFloat = 45.0
-    sigma: PositiveFloat = 0.6
-    min: PositiveFloat = 5.0
-    max: PositiveFloat = 400.0
+    median: Money = 45.0
+    sigma: Sigma = 0.6
+    min: Money = 5.0
+    max: Money = 400.0
 
     @model_validator(mode="after")
     def _range(self) -> Price:
@@ -325,15 +414,15 @@ class Price(Frozen):
 class Catalog(Frozen):
     """The product catalogue shoppers browse; products carry every field a cart message needs."""
 
-    products: Annotated[int, Field(ge=1, le=1_000_000)] = 120
-    variants_per_product: Annotated[int, Field(ge=1, le=50)] = 3
+    products: Annotated[int, Field(ge=1, le=1_000_000), _WHOLE] = 120
+    variants_per_product: Annotated[int, Field(ge=1, le=50), _WHOLE] = 3
     categories: tuple[Name, ...] = ("tops", "bottoms", "dresses", "shoes", "accessories")
     price: Price = Field(default_factory=Price)
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+$")] = "https://shop.example.com"
-    quantity: tuple[Annotated[float, Field(ge=0.0)], ...] = (0.78, 0.15, 0.05, 0.02)
+    quantity: tuple[Weight, ...] = (0.78, 0.15, 0.05, 0.02)
     """Relative weights of quantity 1, 2, 3, ... in an add to cart."""
-    seed: Annotated[int, Field(ge=0)] | None = None
+    seed: Seed | None = None
     """The catalogue's own seed. A shop's products do not change from run to run: set it when
     campaign filters name product ids, so they match whatever ``--seed`` a run uses. Unset, the
     catalogue is drawn from the run's seed."""
@@ -440,8 +529,8 @@ class Call(Frozen):
 class Repeat(Frozen):
     """Emit a state's calls n times, n uniform in [min, max] ("views 2–3 products")."""
 
-    min: Annotated[int, Field(ge=1, le=100)]
-    max: Annotated[int, Field(ge=1, le=100)]
+    min: Annotated[int, Field(ge=1, le=100), _WHOLE]
+    max: Annotated[int, Field(ge=1, le=100), _WHOLE]
 
     @model_validator(mode="after")
     def _ordered(self) -> Repeat:
@@ -497,14 +586,14 @@ def _default_think() -> Distribution:
 class Journey(Frozen):
     """A weighted state machine a shopper walks from ``start`` until they leave."""
 
-    weight: Annotated[float, Field(ge=0.0)] = 1.0
+    weight: Weight = 1.0
     audience: Literal["new", "returning", "any"] = "any"
     source: Name | None = None
     """Pin the traffic source (``instagram``); default: drawn from the population mix."""
     start: Name
     think: Distribution = Field(default_factory=_default_think)
     states: dict[Name, State]
-    max_steps: Annotated[int, Field(ge=1, le=10_000)] = 200
+    max_steps: Annotated[int, Field(ge=1, le=10_000), _WHOLE] = 200
     """Safety bound on states visited, so a loop with high return probability still ends."""
 
 
@@ -790,7 +879,7 @@ class Behavior(Frozen):
     """
 
     event: Name
-    at_least: Annotated[int, Field(ge=1, le=1000)] = 1
+    at_least: Annotated[int, Field(ge=1, le=1000), _WHOLE] = 1
     within: Duration
     and_not: tuple[Name, ...] = ()
     and_not_within: Duration | None = None
@@ -834,7 +923,8 @@ class Campaign(Frozen):
     an ``exit_on`` event is processed for the person after entry and before the send.
     """
 
-    id: Annotated[int, Field(ge=1)] | None = None
+    # At most 64-bit: a larger integer fails to encode as JSON ("Integer exceeds 64-bit range").
+    id: Annotated[int, Field(ge=1, lt=2**63), _WHOLE] | None = None
     description: str = ""
     trigger: Trigger
     delay: Duration = 0
@@ -875,7 +965,7 @@ class RetryDuplicateFault(Scope):
     """The same event (same id) is sent again ``copies`` times, ``after`` later (sender retries)."""
 
     p: Probability
-    copies: Annotated[int, Field(ge=1, le=100)] = 1
+    copies: Annotated[int, Field(ge=1, le=100), _WHOLE] = 1
     after: Distribution = Field(default_factory=lambda: Distribution(uniform=Uniform(min="500ms", max="30s")))
 
 
@@ -883,7 +973,7 @@ class DoubleFireFault(Scope):
     """k copies with *new* ids within milliseconds (theme/app conflicts)."""
 
     p: Probability
-    copies: Annotated[int, Field(ge=1, le=100)] = 1
+    copies: Annotated[int, Field(ge=1, le=100), _WHOLE] = 1
     within: Duration = 50
 
 
@@ -899,7 +989,7 @@ class SchemaDriftFault(Scope):
     p: Probability
     rename: dict[Name, Name] = Field(default_factory=dict)
     retype: dict[Name, Literal["string", "number"]] = Field(default_factory=dict)
-    noise: Annotated[int, Field(ge=0, le=200)] = 0
+    noise: Annotated[int, Field(ge=0, le=200), _WHOLE] = 0
 
 
 class NameDriftFault(Scope):
@@ -933,7 +1023,7 @@ class OversizeFault(Scope):
     """Payloads padded to ``bytes`` (above documented limits) to test limit handling."""
 
     p: Probability
-    bytes: Annotated[int, Field(ge=1, le=10_000_000)] = 40_000
+    bytes: Annotated[int, Field(ge=1, le=10_000_000), _WHOLE] = 40_000
 
 
 class Faults(Frozen):
@@ -1035,22 +1125,46 @@ class Threshold(Frozen):
 
 # --------------------------------------------------------------------------- scenario
 
+START_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+START_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+"""``start`` is in [START_MIN, START_MAX): event times are Unix milliseconds and senders compare
+them with the present (the Track API's 72-hour rule), so ancient or far-future starts mean
+nothing, and start + run + think times must stay far inside calendar dates and ULID times."""
+MAX_SHOPPERS = 100_000_000
+MAX_ARRIVAL_YEARS = 1000
+"""Without a ``duration``, ``shoppers`` must be expected to arrive within this many years: far
+longer than any test means, yet it keeps every event time (start, arrivals, think times) far
+below year 9999, where calendar dates end (ULID times end in 10889)."""
+_HOURS_A_YEAR = 8766
+SHOPPERS_TOO_SLOW = "too many shoppers to arrive within"
+DURATION_TOO_BUSY = "too long for the arrival rate"
+"""Prefixes of the run-length errors, which the loader points at ``shoppers`` and ``duration``."""
+
+
+def _date_time(value: Any) -> Any:
+    # pydantic would read a number as Unix seconds (start: -1 → 1969); a scenario writes a date-time.
+    if isinstance(value, int | float):
+        raise PydanticCustomError("datetime_type", "Input should be a valid datetime")
+    if isinstance(value, date) and not isinstance(value, datetime):
+        raise ValueError(f"start needs a time and a time zone, e.g. {value.isoformat()}T00:00:00Z")
+    return value
+
 
 class Scenario(Frozen):
     """A whole scenario file. Build one with :func:`generator.scenario.load_scenario`."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
     description: str = ""
-    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
-    start: datetime = datetime(2026, 11, 2, tzinfo=UTC)
+    seed: Seed | None = None
+    start: Annotated[datetime, BeforeValidator(_date_time)] = datetime(2026, 11, 2, tzinfo=UTC)
     duration: Duration | None = None
-    shoppers: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
+    shoppers: Annotated[int, Field(ge=1, le=MAX_SHOPPERS), _WHOLE] | None = None
     population: Population
     catalog: Catalog = Field(default_factory=Catalog)
     identity: Identity = Field(default_factory=Identity)
     journeys: dict[Name, Journey]
     tracking_plan: TrackingPlan = Field(default_factory=TrackingPlan)
-    campaigns: dict[Name, Campaign] = Field(default_factory=dict)
+    campaigns: dict[CampaignName, Campaign] = Field(default_factory=dict)
     faults: Faults = Field(default_factory=Faults)
     expect: tuple[Threshold, ...] = ()
 
@@ -1059,7 +1173,11 @@ class Scenario(Frozen):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("start needs a time zone; write it in UTC, e.g. 2026-11-02T00:00:00Z")
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
+        if not START_MIN <= value < START_MAX:
+            written = value.isoformat().replace("+00:00", "Z")
+            raise ValueError(f"must be in the years {START_MIN.year}–{START_MAX.year - 1}, got {written}")
+        return value
 
     @model_validator(mode="after")
     def _bounded(self) -> Scenario:
@@ -1067,6 +1185,24 @@ class Scenario(Frozen):
             raise ValueError("a scenario needs 'shoppers' or 'duration' (or both) so the run ends")
         if not self.journeys:
             raise ValueError("a scenario needs at least one journey")
+        arrivals = self.population.arrivals
+        # Mean arrivals per hour over a week (weekdays at rate_per_hour, weekends scaled).
+        weekly_rate = arrivals.rate_per_hour * (5 + 2 * arrivals.weekend_factor) / 7
+        if self.duration is None:
+            assert self.shoppers is not None
+            hours = self.shoppers / weekly_rate
+            if hours > MAX_ARRIVAL_YEARS * _HOURS_A_YEAR:
+                raise ValueError(
+                    f"{SHOPPERS_TOO_SLOW} {MAX_ARRIVAL_YEARS:,} years: at {arrivals.rate_per_hour:g}/h, "
+                    f"{self.shoppers:,} shoppers take about {hours / _HOURS_A_YEAR:,.0f} years; "
+                    "raise population.arrivals.rate_per_hour or set a duration"
+                )
+        elif self.shoppers is None and weekly_rate * self.duration / 3_600_000 > MAX_SHOPPERS:
+            raise ValueError(
+                f"{DURATION_TOO_BUSY}: about {weekly_rate * self.duration / 3_600_000:,.0f} shoppers would "
+                f"arrive in {format_duration(self.duration)}, more than the {MAX_SHOPPERS:,} a run may have; "
+                "shorten it, lower population.arrivals.rate_per_hour or set shoppers"
+            )
         return self
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from generator.durations import DURATION_PATTERN, MAX_DURATION_MS
 from generator.scenario.model import Scenario
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -20,8 +21,8 @@ SCHEMA_ID = "urn:shopsim:schema:scenario"
 
 _DURATION = {
     "anyOf": [
-        {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"},
-        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": DURATION_PATTERN},
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION_MS // 1000},
     ],
 }
 

@@ -413,3 +413,58 @@ def test_yaml_booleans_and_numbers_where_text_is_expected_get_a_quoting_hint():
     call = by_path["journeys.browse.states.cart.emit[0].track"]
     assert call.message == "expected a string, got true"
     assert "booleans" in call.hint
+
+
+# --------------------------------------------------------------------------- bounds: what validates also runs
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ("2026-11-02T00:00:00+25:00", "the UTC offset must be less than 24 hours"),
+        ("2026-02-30T00:00:00Z", "day is out of range for month"),
+        ("0001-01-01T00:00:00Z", "must be in the years 2000–2099, got 0001-01-01T00:00:00Z"),
+        ("2100-01-01T00:00:00Z", "must be in the years 2000–2099"),
+        ("1e9", "expected an ISO-8601 date-time"),
+        ("2026-11-02", "start needs a time and a time zone, e.g. 2026-11-02T00:00:00Z"),
+    ],
+)
+def test_start_is_a_date_time_in_a_sane_range(start: str, message: str):
+    problems = problems_in(MINIMAL.replace("start: 2026-11-02T00:00:00Z", f"start: {start}"))
+    assert [(p.line, p.column, p.path) for p in problems] == [(4, 8, "start")]
+    assert message in problems[0].message
+
+
+def test_start_at_the_bounds_and_as_quoted_text_is_valid():
+    for start in ("2000-01-01T00:00:00Z", "2099-12-31T23:59:59Z", "'2026-11-02T00:00:00Z'"):
+        load_scenario_text(MINIMAL.replace("start: 2026-11-02T00:00:00Z", f"start: {start}"))
+
+
+def test_duration_is_at_most_3660_days_and_bounds_the_expected_shoppers():
+    problems = problems_in(MINIMAL.replace("shoppers: 100", "shoppers: 800\nduration: 999999999d"))
+    assert [p.render() for p in problems] == [
+        "x.yaml:6:11: duration: a duration must be at most 3660d (about ten years), got 999999999d"
+    ]
+    load_scenario_text(MINIMAL.replace("shoppers: 100", "duration: 3660d"))
+    busy = MINIMAL.replace("shoppers: 100", "duration: 3660d")
+    problems = problems_in(busy.replace("rate_per_hour: 60", "rate_per_hour: 1e5"))
+    assert [(p.path, p.line) for p in problems] == [("duration", 5)]
+    assert problems[0].message.startswith("too long for the arrival rate: about 8,784,000,000 shoppers")
+
+
+def test_override_of_shoppers_is_checked_against_the_arrival_rate():
+    slow = {"shoppers": 100_000_000, "population.arrivals.rate_per_hour": 1}
+    problems = problems_of(DATA / "minimal.yaml", overrides=slow)
+    assert [(p.file, p.path) for p in problems] == [(COMMAND_LINE, "shoppers")]
+    assert "too many shoppers to arrive within 1,000 years: at 1/h" in problems[0].message
+
+
+def test_numbers_are_finite_and_not_booleans_everywhere():
+    for old, new, path in [
+        ("returning_share: 0", "returning_share: .nan", "population.returning_share"),
+        ("returning_share: 0", "returning_share: false", "population.returning_share"),
+        ("rate_per_hour: 60", "rate_per_hour: 1e400", "population.arrivals.rate_per_hour"),
+        ("max: 3}", "max: true}", "journeys.browse.states.product.repeat.max"),
+    ]:
+        problems = problems_in(MINIMAL.replace(old, new))
+        assert [p.path for p in problems] == [path], new
