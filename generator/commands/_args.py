@@ -10,9 +10,22 @@ import argparse
 from collections.abc import Callable
 
 from generator.durations import parse_duration
+from generator.scenario.model import MAX_SHOPPERS  # the model's bound: one number for file and flag
 
-MAX_SHOPPERS = 100_000_000
-"""The most shoppers a run may have (the scenario model's ``shoppers`` bound, pinned by a test)."""
+__all__ = [
+    "MAX_SHOPPERS",
+    "bounded_int",
+    "duration_ms",
+    "duration_s",
+    "duration_text",
+    "non_negative_int",
+    "port",
+    "positive_duration_s",
+    "positive_float",
+    "positive_int",
+    "seed",
+    "shopper_count",
+]
 
 
 def shopper_count(text: str) -> int:

@@ -11,7 +11,7 @@ model reports it); defaults are the model's own.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -556,7 +556,7 @@ def _thresholds(ctx: _Context) -> Iterator[Problem]:
             yield ctx.doc.problem(("expect", i), f"threshold '{raw}' {wrong[0]}", wrong[1])
 
 
-def scope_problem(threshold: Threshold, campaigns: Iterable[str]) -> tuple[str, str] | None:
+def scope_problem(threshold: Threshold, campaigns: Collection[str]) -> tuple[str, str] | None:
     """What is wrong with a threshold's ``[scope]`` in a scenario with these ``campaigns``, as
     (message, hint), or ``None``: only per-campaign metrics take one, and it names a campaign."""
     scope = threshold.scope
@@ -565,7 +565,6 @@ def scope_problem(threshold: Threshold, campaigns: Iterable[str]) -> tuple[str, 
     if threshold.metric not in PER_CAMPAIGN_METRICS:
         known = "per-campaign metrics: " + ", ".join(sorted(PER_CAMPAIGN_METRICS))
         return f"scopes {threshold.metric}, which has no per-campaign values", known
-    names = list(campaigns)
-    if scope not in names:
-        return f"names campaign '{scope}', which is not defined", suggestion(scope, names, "campaigns")
+    if scope not in campaigns:
+        return f"names campaign '{scope}', which is not defined", suggestion(scope, campaigns, "campaigns")
     return None
